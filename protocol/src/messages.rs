@@ -122,6 +122,9 @@ pub struct Welcome {
     pub software_version: String,
     /// The last committed round.
     pub current_round: Round,
+    /// True while the federation has no initial model: the node answers with
+    /// [`Message::GlobalParameters`] for round 0 holding its seeded initialisation.
+    pub wants_initial_model: bool,
 }
 
 /// How differential privacy is applied to a round (DESIGN.md "Privacy model").

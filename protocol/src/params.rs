@@ -307,7 +307,7 @@ impl ParameterSet {
                     .map_err(|e| ParameterError::Safetensors(format!("tensor `{}`: {e}", t.name)))
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
-        safetensors::serialize(views, &Some(metadata))
+        safetensors::serialize(views, Some(metadata))
             .map_err(|e| ParameterError::Safetensors(e.to_string()))
     }
 
@@ -323,7 +323,7 @@ impl ParameterSet {
 
         let mut names: Vec<String> = match metadata.get(ORDER_KEY) {
             Some(order) if !order.is_empty() => order.split(',').map(str::to_string).collect(),
-            _ => file.names().into_iter().cloned().collect(),
+            _ => file.names().into_iter().map(str::to_string).collect(),
         };
         if metadata.get(ORDER_KEY).is_none() {
             names.sort();
@@ -464,7 +464,7 @@ mod tests {
             ("b", TensorView::new(Dtype::F32, vec![1], bytemuck::cast_slice(&b)).unwrap()),
             ("a", TensorView::new(Dtype::F32, vec![2], bytemuck::cast_slice(&a)).unwrap()),
         ];
-        let bytes = safetensors::serialize(views, &None).unwrap();
+        let bytes = safetensors::serialize(views, None).unwrap();
         let set = ParameterSet::from_safetensors(&bytes).unwrap();
         assert_eq!(set.tensors()[0].name, "a");
         assert_eq!(set.tensors()[0].values, [1.0, 2.0]);
