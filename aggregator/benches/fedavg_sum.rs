@@ -50,6 +50,75 @@ fn main() {
         &round_times,
         bytes,
     );
+
+    commit_time(&global);
+}
+
+/// Times committing rounds with a 1M-parameter checkpoint to a sled store on disk.
+fn commit_time(global: &ParameterSet) {
+    use hansa_aggregator::store::*;
+    use hansa_protocol::messages::{DpMode, PrivacySettings, RoundConfig};
+
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("fedavg-sum-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SledStore::open(&dir, StoreOptions::default()).expect("opens a fresh store");
+    store
+        .record_initial_model(global, InitialSource::File("bench".into()))
+        .expect("records round 0");
+    let mut times = Vec::new();
+    for round in 1..=REPEATS as u64 {
+        let commit = RoundCommit {
+            record: RoundRecord {
+                round,
+                config: RoundConfig {
+                    round,
+                    cohort: vec![],
+                    local_epochs: 1,
+                    learning_rate: 0.1,
+                    batch_size: 32,
+                    proximal_mu: 0.0,
+                    privacy: PrivacySettings {
+                        mode: DpMode::Off,
+                        clip_norm: 1.0,
+                        noise_multiplier: 0.0,
+                        grid_step: 1e-3,
+                        noise_shares: 1,
+                    },
+                    secure_aggregation: None,
+                    update_deadline_ms: 1,
+                    seed: 0,
+                },
+                strategy: "fedavg".into(),
+                training: TrainingSummary {
+                    contributors: vec![],
+                    dropped: vec![],
+                    num_examples: 1,
+                    mean_train_loss: 0.0,
+                },
+                committed_at_ms: 0,
+            },
+            global: global.clone(),
+            ledger: LedgerEntry {
+                round,
+                rho_charged: 0.0,
+                epsilon_spent: 0.0,
+                delta: 1e-5,
+                accountant: vec![],
+            },
+            optimizer: None,
+        };
+        let start = Instant::now();
+        store.commit_round(&commit).expect("commits");
+        times.push(start.elapsed());
+    }
+    times.sort();
+    println!(
+        "sled commit of a round with a 4.2 MB checkpoint, flushed: median {:.1} ms over {REPEATS} rounds",
+        times[times.len() / 2].as_secs_f64() * 1e3
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn time(mut run: impl FnMut()) -> Vec<Duration> {

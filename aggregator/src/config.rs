@@ -25,7 +25,9 @@ pub struct AggregatorConfig {
 }
 
 fn default_listen() -> SocketAddr {
-    DEFAULT_LISTEN.parse().expect("the default listen address parses")
+    DEFAULT_LISTEN
+        .parse()
+        .expect("the default listen address parses")
 }
 
 /// A config file that cannot be used.
@@ -83,10 +85,8 @@ mod tests {
 
     #[test]
     fn a_minimal_file_takes_defaults() {
-        let config = AggregatorConfig::parse(
-            "[tls]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
-        )
-        .unwrap();
+        let config =
+            AggregatorConfig::parse("[tls]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\n").unwrap();
         assert_eq!(config.listen.port(), 7447);
         assert_eq!(config.transport.idle_timeout_ms, 30_000);
     }
@@ -97,6 +97,9 @@ mod tests {
             "listen = \"127.0.0.1:1\"\nlisten_port = 3\n[tls]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("unknown field `listen_port`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `listen_port`"),
+            "{err}"
+        );
     }
 }

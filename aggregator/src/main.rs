@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use hansa_aggregator::config::AggregatorConfig;
 use hansa_aggregator::provision::{provision, Report};
 use hansa_aggregator::serve::{accept_nodes, JoinedNode, Standing};
+use hansa_aggregator::status::StatusReport;
+use hansa_aggregator::store::{SledStore, StoreOptions};
 use hansa_protocol::messages::{ErrorCode, ErrorMessage};
 use hansa_protocol::{AggregatorEndpoint, CloseCode, Message};
 use tokio::sync::{mpsc, watch};
@@ -44,6 +46,24 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Show rounds, metrics, privacy spent and nodes from a store; needs no running server.
+    Status {
+        /// The aggregator's store directory.
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// Write one round's global model to a safetensors file.
+    Export {
+        /// The aggregator's store directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// The round whose global model to write (0: the initial model).
+        #[arg(long)]
+        round: u64,
+        /// The .safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +78,8 @@ fn main() -> ExitCode {
             .map(|report| print_report(&out, &report))
             .map_err(anyhow::Error::from),
         Command::Serve { config } => serve(&config),
+        Command::Status { store } => status(&store),
+        Command::Export { store, round, out } => export(&store, round, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +88,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Opens an existing store; sled would silently create one at a mistyped path.
+fn open_store(dir: &Path) -> anyhow::Result<SledStore> {
+    if !dir.is_dir() {
+        anyhow::bail!("store directory {} does not exist", dir.display());
+    }
+    Ok(SledStore::open(dir, StoreOptions::default())?)
+}
+
+fn status(dir: &Path) -> anyhow::Result<()> {
+    let store = open_store(dir)?;
+    print!("{}", StatusReport::read(&store)?);
+    Ok(())
+}
+
+fn export(dir: &Path, round: u64, out: &Path) -> anyhow::Result<()> {
+    let store = open_store(dir)?;
+    let summary = hansa_aggregator::export::export_round(&store, round, out)?;
+    println!(
+        "wrote round {round}'s global model to {}: {} tensors, {} values, {} bytes",
+        out.display(),
+        summary.tensors,
+        summary.values,
+        summary.bytes
+    );
+    Ok(())
 }
 
 fn init_logging() {

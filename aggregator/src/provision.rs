@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use hansa_protocol::{Identity, MerchantId, TlsError};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// Common name of the federation CA's certificate.
@@ -33,7 +33,9 @@ const MAX_MERCHANT_ID_BYTES: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// A merchant id is not usable as a certificate name and a folder name.
-    #[error("merchant id `{0}` is invalid: use 1 to 64 of A-Z a-z 0-9 . _ - (not starting with . or -)")]
+    #[error(
+        "merchant id `{0}` is invalid: use 1 to 64 of A-Z a-z 0-9 . _ - (not starting with . or -)"
+    )]
     InvalidMerchantId(String),
     /// A server name is neither a DNS name nor an IP address.
     #[error("server name `{name}` is invalid: {reason}")]
@@ -98,10 +100,11 @@ impl std::fmt::Debug for FederationCa {
 }
 
 fn named(common_name: &str, sans: Vec<String>) -> Result<CertificateParams, ProvisionError> {
-    let mut params = CertificateParams::new(sans).map_err(|source| ProvisionError::Certificate {
-        subject: common_name.to_string(),
-        source,
-    })?;
+    let mut params =
+        CertificateParams::new(sans).map_err(|source| ProvisionError::Certificate {
+            subject: common_name.to_string(),
+            source,
+        })?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
@@ -126,7 +129,9 @@ impl FederationCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let cert = params.self_signed(&key).map_err(cert_error(CA_COMMON_NAME))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(cert_error(CA_COMMON_NAME))?;
         Ok(Self {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -174,10 +179,16 @@ impl FederationCa {
         self.issue(params, merchant)
     }
 
-    fn issue(&self, mut params: CertificateParams, subject: &str) -> Result<Credentials, ProvisionError> {
+    fn issue(
+        &self,
+        mut params: CertificateParams,
+        subject: &str,
+    ) -> Result<Credentials, ProvisionError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate().map_err(cert_error(subject))?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(cert_error(subject))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(cert_error(subject))?;
         Ok(Credentials {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -222,7 +233,11 @@ pub struct Report {
 }
 
 /// Provisions (or extends) the federation in `out`; see the module docs for the layout.
-pub fn provision(out: &Path, server_names: &[String], merchants: &[String]) -> Result<Report, ProvisionError> {
+pub fn provision(
+    out: &Path,
+    server_names: &[String],
+    merchants: &[String],
+) -> Result<Report, ProvisionError> {
     for merchant in merchants {
         check_merchant_id(merchant)?;
     }
@@ -233,7 +248,12 @@ pub fn provision(out: &Path, server_names: &[String], merchants: &[String]) -> R
     let aggregator = ca.issue_aggregator(server_names)?;
     let dir = out.join("aggregator");
     write_file(&dir.join("ca.pem"), ca.cert_pem(), false, &mut report)?;
-    write_file(&dir.join("cert.pem"), &aggregator.cert_pem, false, &mut report)?;
+    write_file(
+        &dir.join("cert.pem"),
+        &aggregator.cert_pem,
+        false,
+        &mut report,
+    )?;
     write_file(&dir.join("key.pem"), &aggregator.key_pem, true, &mut report)?;
 
     for merchant in merchants {
@@ -244,8 +264,18 @@ pub fn provision(out: &Path, server_names: &[String], merchants: &[String]) -> R
         }
         let credentials = ca.issue_merchant(merchant)?;
         write_file(&dir.join("ca.pem"), ca.cert_pem(), false, &mut report)?;
-        write_file(&dir.join("cert.pem"), &credentials.cert_pem, false, &mut report)?;
-        write_file(&dir.join("key.pem"), &credentials.key_pem, true, &mut report)?;
+        write_file(
+            &dir.join("cert.pem"),
+            &credentials.cert_pem,
+            false,
+            &mut report,
+        )?;
+        write_file(
+            &dir.join("key.pem"),
+            &credentials.key_pem,
+            true,
+            &mut report,
+        )?;
         report.merchants_added.push((merchant.clone(), dir));
     }
     Ok(report)
@@ -276,7 +306,12 @@ fn load_or_create_ca(out: &Path, report: &mut Report) -> Result<FederationCa, Pr
 }
 
 /// Writes `contents` to `path`, creating folders; a secret gets mode 0600 from creation on.
-fn write_file(path: &Path, contents: &str, secret: bool, report: &mut Report) -> Result<(), ProvisionError> {
+fn write_file(
+    path: &Path,
+    contents: &str,
+    secret: bool,
+    report: &mut Report,
+) -> Result<(), ProvisionError> {
     let io = |source| ProvisionError::Io {
         path: path.to_path_buf(),
         source,
@@ -293,7 +328,8 @@ fn write_file(path: &Path, contents: &str, secret: bool, report: &mut Report) ->
         .open(path)
         .map_err(io)?;
     // An existing file keeps its old mode through `open`: set it explicitly.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)?;
     report.written.push(path.to_path_buf());
     Ok(())
@@ -308,9 +344,20 @@ mod tests {
         for good in ["merchant-001", "shop.berlin", "A_1"] {
             assert!(check_merchant_id(good).is_ok(), "{good}");
         }
-        for bad in ["", "../etc", "a/b", "-x", ".hidden", "späti", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "../etc",
+            "a/b",
+            "-x",
+            ".hidden",
+            "späti",
+            &"x".repeat(65),
+        ] {
             assert!(
-                matches!(check_merchant_id(bad), Err(ProvisionError::InvalidMerchantId(_))),
+                matches!(
+                    check_merchant_id(bad),
+                    Err(ProvisionError::InvalidMerchantId(_))
+                ),
                 "{bad}"
             );
         }
@@ -319,10 +366,15 @@ mod tests {
     #[test]
     fn issued_merchant_certificates_carry_the_id_as_common_name() {
         let ca = FederationCa::create().unwrap();
-        let identity = ca.identity(&ca.issue_merchant("merchant-042").unwrap()).unwrap();
+        let identity = ca
+            .identity(&ca.issue_merchant("merchant-042").unwrap())
+            .unwrap();
         assert_eq!(identity.common_name().unwrap(), "merchant-042");
         let server = ca
-            .identity(&ca.issue_aggregator(&["agg.example".into(), "10.0.0.5".into()]).unwrap())
+            .identity(
+                &ca.issue_aggregator(&["agg.example".into(), "10.0.0.5".into()])
+                    .unwrap(),
+            )
             .unwrap();
         assert_eq!(server.common_name().unwrap(), AGGREGATOR_COMMON_NAME);
     }
@@ -335,16 +387,31 @@ mod tests {
         let ca_before = fs::read(out.path().join("ca.pem")).unwrap();
         let m1_before = fs::read(out.path().join("merchants/m1/cert.pem")).unwrap();
 
-        let second =
-            provision(out.path(), &["localhost".into()], &["m1".into(), "m2".into()]).unwrap();
+        let second = provision(
+            out.path(),
+            &["localhost".into()],
+            &["m1".into(), "m2".into()],
+        )
+        .unwrap();
         assert!(!second.ca_created);
         assert_eq!(second.merchants_kept, ["m1"]);
         assert_eq!(second.merchants_added.len(), 1);
         assert_eq!(fs::read(out.path().join("ca.pem")).unwrap(), ca_before);
-        assert_eq!(fs::read(out.path().join("merchants/m1/cert.pem")).unwrap(), m1_before);
+        assert_eq!(
+            fs::read(out.path().join("merchants/m1/cert.pem")).unwrap(),
+            m1_before
+        );
 
-        for key in ["ca.key", "aggregator/key.pem", "merchants/m1/key.pem", "merchants/m2/key.pem"] {
-            let mode = fs::metadata(out.path().join(key)).unwrap().permissions().mode();
+        for key in [
+            "ca.key",
+            "aggregator/key.pem",
+            "merchants/m1/key.pem",
+            "merchants/m2/key.pem",
+        ] {
+            let mode = fs::metadata(out.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
     }
@@ -352,6 +419,9 @@ mod tests {
     #[test]
     fn no_server_name_is_refused() {
         let ca = FederationCa::create().unwrap();
-        assert!(matches!(ca.issue_aggregator(&[]), Err(ProvisionError::NoServerName)));
+        assert!(matches!(
+            ca.issue_aggregator(&[]),
+            Err(ProvisionError::NoServerName)
+        ));
     }
 }

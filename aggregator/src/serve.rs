@@ -177,7 +177,8 @@ async fn admit(arriving: Arriving, standing: Standing, timeout: Duration) -> Opt
         }
         Err(e) => {
             warn!(%merchant, %peer, reason = %e, "hello refused");
-            link.close(CloseCode::ProtocolViolation, &e.to_string()).await;
+            link.close(CloseCode::ProtocolViolation, &e.to_string())
+                .await;
             None
         }
     }
@@ -204,7 +205,9 @@ mod tests {
             current_round: 5,
             wants_initial_model: true,
         };
-        let got = greet(&mut aggregator, standing, Duration::from_secs(1)).await.unwrap();
+        let got = greet(&mut aggregator, standing, Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(got.last_round_seen, Some(4));
         match node.recv().await.unwrap() {
             Message::Welcome(w) => {
@@ -221,7 +224,9 @@ mod tests {
     async fn a_hello_claiming_another_merchant_is_refused_and_told() {
         let (mut aggregator, mut node) = memory_pair("merchant-001");
         node.send(&hello("merchant-002")).await.unwrap();
-        let err = greet(&mut aggregator, Standing::default(), Duration::from_secs(1)).await.unwrap_err();
+        let err = greet(&mut aggregator, Standing::default(), Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, HelloError::IdentityMismatch { merchant, claimed }
                 if merchant == "merchant-001" && claimed == "merchant-002"),
@@ -241,14 +246,34 @@ mod tests {
             reason: "no".into(),
         });
         node.send(&decline).await.unwrap();
-        let err = greet(&mut aggregator, Standing::default(), Duration::from_secs(1)).await.unwrap_err();
-        assert!(matches!(err, HelloError::NotHello { kind: "decline", .. }), "{err}");
+        let err = greet(&mut aggregator, Standing::default(), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HelloError::NotHello {
+                    kind: "decline",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn silence_times_out() {
         let (mut aggregator, _node) = memory_pair("m");
-        let err = greet(&mut aggregator, Standing::default(), Duration::from_millis(20)).await.unwrap_err();
-        assert!(matches!(err, HelloError::Timeout { timeout_ms: 20, .. }), "{err}");
+        let err = greet(
+            &mut aggregator,
+            Standing::default(),
+            Duration::from_millis(20),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, HelloError::Timeout { timeout_ms: 20, .. }),
+            "{err}"
+        );
     }
 }

@@ -19,6 +19,10 @@ pub struct RoundStatus {
 }
 
 /// Everything `status` shows, read from a store; needs no running server.
+///
+/// Limitation: sled locks its directory for one process, so `status` on the store of a
+/// running aggregator fails with "is another hansa-aggregator using it?" (a status query
+/// over the server's own connection, or a read-only snapshot, would lift this).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusReport {
     /// Last committed round (`None`: the store has no initial model yet).

@@ -36,7 +36,10 @@ struct Args {
 }
 
 fn print(label: &str, metrics: &[Metric]) {
-    let cells: Vec<String> = metrics.iter().map(|m| format!("{} {:.4}", m.name, m.value)).collect();
+    let cells: Vec<String> = metrics
+        .iter()
+        .map(|m| format!("{} {:.4}", m.name, m.value))
+        .collect();
     println!("{label:<14} {}", cells.join("  "));
 }
 
@@ -46,7 +49,11 @@ fn main() -> anyhow::Result<()> {
     match (args.dataset.as_str(), args.task.as_str()) {
         ("movielens-100k", "recommender") | ("online-retail", "recommender") => {
             let movielens = args.dataset == "movielens-100k";
-            let mut s = if movielens { baseline::movielens_settings() } else { baseline::online_retail_settings() };
+            let mut s = if movielens {
+                baseline::movielens_settings()
+            } else {
+                baseline::online_retail_settings()
+            };
             s.train.epochs = args.epochs.unwrap_or(s.train.epochs);
             s.train.learning_rate = args.lr.unwrap_or(s.train.learning_rate);
             s.train.weight_decay = args.weight_decay.unwrap_or(s.train.weight_decay);
@@ -54,7 +61,8 @@ fn main() -> anyhow::Result<()> {
             s.model.dim = args.dim.unwrap_or(s.model.dim);
             if movielens {
                 let dir = data_dir().join("movielens-100k");
-                let m = baseline::movielens(&dir, "u1", &s).with_context(|| format!("MovieLens 100K in {}", dir.display()))?;
+                let m = baseline::movielens(&dir, "u1", &s)
+                    .with_context(|| format!("MovieLens 100K in {}", dir.display()))?;
                 print("mf (u1)", &m);
             } else {
                 let r = baseline::online_retail(&bundled_online_retail(), &s)?;
@@ -69,7 +77,9 @@ fn main() -> anyhow::Result<()> {
             train.learning_rate = args.lr.unwrap_or(train.learning_rate);
             train.weight_decay = args.weight_decay.unwrap_or(train.weight_decay);
             train.batch_size = args.batch.unwrap_or(train.batch_size);
-            let path = data_dir().join("creditcard-fraud-ulb").join("creditcard_sample.csv.gz");
+            let path = data_dir()
+                .join("creditcard-fraud-ulb")
+                .join("creditcard_sample.csv.gz");
             print("mlp", &baseline::creditcard(&path, &model, &train)?);
         }
         (d, t) => bail!("no baseline for dataset {d:?} with task {t:?}"),

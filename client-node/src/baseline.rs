@@ -7,10 +7,10 @@ use std::path::Path;
 
 use hansa_protocol::messages::Metric;
 
+use crate::data::creditcard::read_creditcard;
 use crate::data::movielens::load_100k_split;
 use crate::data::online_retail::read_online_retail;
 use crate::data::split::{leave_last_out, sample_negatives, stratified_split};
-use crate::data::creditcard::read_creditcard;
 use crate::learner::{HeldOut, LearnError, Learner};
 use crate::model::popularity::most_popular_metrics;
 use crate::model::{Feedback, FraudConfig, FraudMlp, Recommender, RecommenderConfig};
@@ -28,16 +28,40 @@ pub struct RecommenderSettings {
 /// Tuned settings for MovieLens 100K explicit ratings.
 pub fn movielens_settings() -> RecommenderSettings {
     RecommenderSettings {
-        model: RecommenderConfig { dim: 32, init_std: 0.1, feedback: Feedback::Explicit, seed: 1 },
-        train: TrainConfig { epochs: 12, batch_size: 1024, learning_rate: 0.005, weight_decay: 0.12, proximal_mu: 0.0, seed: 1 },
+        model: RecommenderConfig {
+            dim: 32,
+            init_std: 0.1,
+            feedback: Feedback::Explicit,
+            seed: 1,
+        },
+        train: TrainConfig {
+            epochs: 12,
+            batch_size: 1024,
+            learning_rate: 0.005,
+            weight_decay: 0.12,
+            proximal_mu: 0.0,
+            seed: 1,
+        },
     }
 }
 
 /// Tuned settings for Online Retail implicit feedback.
 pub fn online_retail_settings() -> RecommenderSettings {
     RecommenderSettings {
-        model: RecommenderConfig { dim: 32, init_std: 0.1, feedback: Feedback::Implicit, seed: 1 },
-        train: TrainConfig { epochs: 10, batch_size: 1024, learning_rate: 0.01, weight_decay: 0.001, proximal_mu: 0.0, seed: 1 },
+        model: RecommenderConfig {
+            dim: 32,
+            init_std: 0.1,
+            feedback: Feedback::Implicit,
+            seed: 1,
+        },
+        train: TrainConfig {
+            epochs: 10,
+            batch_size: 1024,
+            learning_rate: 0.01,
+            weight_decay: 0.001,
+            proximal_mu: 0.0,
+            seed: 1,
+        },
     }
 }
 
@@ -45,16 +69,31 @@ pub fn online_retail_settings() -> RecommenderSettings {
 pub fn creditcard_settings() -> (FraudConfig, TrainConfig) {
     (
         FraudConfig::default(),
-        TrainConfig { epochs: 10, batch_size: 256, learning_rate: 0.002, weight_decay: 1e-4, proximal_mu: 0.0, seed: 1 },
+        TrainConfig {
+            epochs: 10,
+            batch_size: 256,
+            learning_rate: 0.002,
+            weight_decay: 1e-4,
+            proximal_mu: 0.0,
+            seed: 1,
+        },
     )
 }
 
 /// MovieLens 100K split `split` (`u1`..`u5`, `ua`, `ub`) from `dir`: test `rmse`, `mae`.
-pub fn movielens(dir: &Path, split: &str, settings: &RecommenderSettings) -> Result<Vec<Metric>, LearnError> {
+pub fn movielens(
+    dir: &Path,
+    split: &str,
+    settings: &RecommenderSettings,
+) -> Result<Vec<Metric>, LearnError> {
     let (train, test) = load_100k_split(dir, split)?;
     let mut model = Recommender::new(&train, settings.model.clone())?;
     let report = model.train(&settings.train, None)?;
-    tracing::info!(split, loss = report.final_loss, "movielens baseline trained");
+    tracing::info!(
+        split,
+        loss = report.final_loss,
+        "movielens baseline trained"
+    );
     model.evaluate(&HeldOut::Ratings(test))
 }
 
@@ -71,7 +110,10 @@ pub struct RankingBaseline {
 
 /// Online Retail at `path`: temporal leave-last-out for customers with at least 5
 /// distinct products, 99 sampled negatives each (seed 42).
-pub fn online_retail(path: &Path, settings: &RecommenderSettings) -> Result<RankingBaseline, LearnError> {
+pub fn online_retail(
+    path: &Path,
+    settings: &RecommenderSettings,
+) -> Result<RankingBaseline, LearnError> {
     let (data, _) = read_online_retail(path)?;
     let (train, held) = leave_last_out(&data, 5);
     let cases = sample_negatives(&data, &held, 99, 42)?;
@@ -86,7 +128,11 @@ pub fn online_retail(path: &Path, settings: &RecommenderSettings) -> Result<Rank
 
 /// Card fraud at `path`: stratified 80/20 split with seed 7; `roc_auc`,
 /// `average_precision`, `recall@1%fpr` on the 20 %.
-pub fn creditcard(path: &Path, model: &FraudConfig, train: &TrainConfig) -> Result<Vec<Metric>, LearnError> {
+pub fn creditcard(
+    path: &Path,
+    model: &FraudConfig,
+    train: &TrainConfig,
+) -> Result<Vec<Metric>, LearnError> {
     let data = read_creditcard(path)?;
     let (train_part, test_part) = stratified_split(&data, 0.2, 7)?;
     let mut mlp = FraudMlp::new(&train_part, model.clone())?;

@@ -64,11 +64,13 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        config.server_name().map_err(|reason| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field: "aggregator",
-            reason,
-        })?;
+        config
+            .server_name()
+            .map_err(|reason| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "aggregator",
+                reason,
+            })?;
         Ok(config)
     }
 
@@ -119,7 +121,10 @@ mod tests {
 
     #[test]
     fn the_server_name_defaults_to_the_host() {
-        assert_eq!(with_aggregator("10.0.0.5:7447").server_name().unwrap(), "10.0.0.5");
+        assert_eq!(
+            with_aggregator("10.0.0.5:7447").server_name().unwrap(),
+            "10.0.0.5"
+        );
         assert_eq!(with_aggregator("[::1]:7447").server_name().unwrap(), "::1");
         assert!(with_aggregator("agg.example.com").server_name().is_err());
         assert!(with_aggregator(":7447").server_name().is_err());
@@ -134,6 +139,9 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("idle_timeout_ms"), "{text}");
-        assert!(text.contains("invalid type: string \"long\", expected u64"), "{text}");
+        assert!(
+            text.contains("invalid type: string \"long\", expected u64"),
+            "{text}"
+        );
     }
 }

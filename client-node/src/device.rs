@@ -10,6 +10,8 @@ use candle_core::Device;
 ///
 /// Without the `cuda` feature this is always the CPU. With it, GPU `ordinal` 0 is used
 /// when the driver reports one, else the CPU (candle's `cuda_if_available`).
+// Limitation: the `cuda` feature has never been built or run in CI (no CUDA toolkit on
+// the build machines); a GPU runner building `--features cuda` would lift this.
 pub fn default_device() -> candle_core::Result<Device> {
     #[cfg(feature = "cuda")]
     {

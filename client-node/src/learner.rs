@@ -116,7 +116,11 @@ pub trait Learner: Send {
     fn load_private(&mut self, private: &ParameterSet) -> Result<(), LearnError>;
 
     /// Trains on the local data; `global` anchors the FedProx term when `proximal_mu > 0`.
-    fn train(&mut self, config: &TrainConfig, global: Option<&ParameterSet>) -> Result<TrainReport, LearnError>;
+    fn train(
+        &mut self,
+        config: &TrainConfig,
+        global: Option<&ParameterSet>,
+    ) -> Result<TrainReport, LearnError>;
 
     /// Named metrics on held-out data.
     fn evaluate(&self, held_out: &HeldOut) -> Result<Vec<Metric>, LearnError>;
@@ -125,17 +129,26 @@ pub trait Learner: Send {
 /// Writes every tensor of `learner` to a safetensors file (scopes kept in its metadata).
 pub fn save_safetensors(learner: &dyn Learner, path: &Path) -> Result<(), LearnError> {
     let bytes = learner.parameters()?.to_safetensors()?;
-    std::fs::write(path, bytes).map_err(|source| LearnError::Io { path: path.into(), source })
+    std::fs::write(path, bytes).map_err(|source| LearnError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Loads shared and private tensors from a file written by [`save_safetensors`].
 pub fn load_safetensors(learner: &mut dyn Learner, path: &Path) -> Result<(), LearnError> {
-    let bytes = std::fs::read(path).map_err(|source| LearnError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| LearnError::Io {
+        path: path.into(),
+        source,
+    })?;
     let set = ParameterSet::from_safetensors(&bytes)?;
     learner.load_shared(&set)?;
     learner.load_private(&set)
 }
 
 pub(crate) fn metric(name: &str, value: f64) -> Metric {
-    Metric { name: name.to_owned(), value }
+    Metric {
+        name: name.to_owned(),
+        value,
+    }
 }

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Join { config } => run(&config),
     };
@@ -56,10 +59,15 @@ fn run(config_path: &Path) -> anyhow::Result<()> {
     let server_name = config.server_name().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let (mut link, _welcome) =
-            join(&config.aggregator, &server_name, &identity, &config.transport, None)
-                .await
-                .with_context(|| format!("joining the aggregator at {}", config.aggregator))?;
+        let (mut link, _welcome) = join(
+            &config.aggregator,
+            &server_name,
+            &identity,
+            &config.transport,
+            None,
+        )
+        .await
+        .with_context(|| format!("joining the aggregator at {}", config.aggregator))?;
         // Limitation: rounds are not served yet from the binary; the node stays connected
         // and logs what arrives (the node runtime will take the link over).
         loop {

@@ -31,7 +31,14 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     /// One epoch, batch 1024, learning rate 0.01, λ = 0, no proximal term, seed 0.
     fn default() -> Self {
-        Self { epochs: 1, batch_size: 1024, learning_rate: 0.01, weight_decay: 0.0, proximal_mu: 0.0, seed: 0 }
+        Self {
+            epochs: 1,
+            batch_size: 1024,
+            learning_rate: 0.01,
+            weight_decay: 0.0,
+            proximal_mu: 0.0,
+            seed: 0,
+        }
     }
 }
 
@@ -53,7 +60,12 @@ pub(crate) trait Objective {
     /// Shared variables by parameter name (for the proximal term).
     fn shared_vars(&self) -> Vec<(&'static str, Var)>;
     /// Mean loss of the examples at `batch`, including the L2 penalty.
-    fn batch_loss(&self, batch: &[usize], weight_decay: f64, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor>;
+    fn batch_loss(
+        &self,
+        batch: &[usize],
+        weight_decay: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> candle_core::Result<Tensor>;
 }
 
 /// Runs `config.epochs` epochs of Adam over `objective`.
@@ -70,7 +82,11 @@ pub(crate) fn fit(
         return Err(LearnError::Config("batch size must be at least 1".into()));
     }
     let anchors = proximal_anchors(objective, config, global)?;
-    let params = ParamsAdamW { lr: config.learning_rate, weight_decay: 0.0, ..Default::default() };
+    let params = ParamsAdamW {
+        lr: config.learning_rate,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
     let mut adam = AdamW::new(objective.trainable(), params)?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..n).collect();
@@ -94,7 +110,10 @@ pub(crate) fn fit(
         }
         tracing::debug!(epoch, loss = final_loss, "epoch done");
     }
-    Ok(TrainReport { num_examples: n as u64, final_loss })
+    Ok(TrainReport {
+        num_examples: n as u64,
+        final_loss,
+    })
 }
 
 type Anchors = Vec<(Var, Tensor)>;
@@ -107,12 +126,20 @@ fn proximal_anchors(
     if config.proximal_mu == 0.0 {
         return Ok(None);
     }
-    let global = global.ok_or_else(|| LearnError::Config("proximal_mu > 0 needs the global parameters".into()))?;
+    let global = global
+        .ok_or_else(|| LearnError::Config("proximal_mu > 0 needs the global parameters".into()))?;
     let mut anchors = Vec::new();
     for (name, var) in objective.shared_vars() {
-        let t = global.get(name).ok_or_else(|| LearnError::MissingTensor(name.to_owned()))?;
-        let anchor = Tensor::from_slice(&t.values, var.shape(), var.device())
-            .map_err(|_| LearnError::ShapeMismatch { name: name.to_owned(), expected: var.dims().to_vec(), found: t.shape.clone() })?;
+        let t = global
+            .get(name)
+            .ok_or_else(|| LearnError::MissingTensor(name.to_owned()))?;
+        let anchor = Tensor::from_slice(&t.values, var.shape(), var.device()).map_err(|_| {
+            LearnError::ShapeMismatch {
+                name: name.to_owned(),
+                expected: var.dims().to_vec(),
+                found: t.shape.clone(),
+            }
+        })?;
         anchors.push((var, anchor));
     }
     Ok(Some(anchors))

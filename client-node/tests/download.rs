@@ -23,7 +23,10 @@ fn serve(body: &'static [u8], requests: usize) -> String {
             let mut stream = stream.unwrap();
             let mut request = [0u8; 1024];
             let _ = stream.read(&mut request).unwrap();
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             stream.write_all(head.as_bytes()).unwrap();
             stream.write_all(body).unwrap();
         }
@@ -40,8 +43,14 @@ fn a_good_download_lands_in_the_cache_and_is_reused() {
     assert_eq!(std::fs::read(&path).unwrap(), BODY);
     assert_eq!(sha256_of(&path).unwrap(), BODY_SHA256);
     // The server has stopped: a second call must be served from the cache.
-    assert_eq!(fetch(&url, cache.path(), "u.data", BODY_SHA256).unwrap(), path);
-    let names: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        fetch(&url, cache.path(), "u.data", BODY_SHA256).unwrap(),
+        path
+    );
+    let names: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["u.data"]);
 }
 
@@ -51,7 +60,9 @@ fn a_checksum_mismatch_is_named_and_leaves_no_file() {
     let cache = tempfile::tempdir().unwrap();
     let err = fetch(&url, cache.path(), "u.data", OTHER_SHA256).unwrap_err();
     match &err {
-        DataError::ChecksumMismatch { expected, actual, .. } => {
+        DataError::ChecksumMismatch {
+            expected, actual, ..
+        } => {
             assert_eq!(expected, OTHER_SHA256);
             assert_eq!(actual, BODY_SHA256);
         }

@@ -102,7 +102,7 @@ mod tests {
         // 4 shares of σ_b/√4 = 1 each arrived out of 4: the full σ_b = 2, same cost
         // (τ = 10·Σ e^{−2π²k/(k+1)} ≈ 5.4e-4 adds a little).
         let rho = a.rho_distributed(4, 4).unwrap();
-        assert!(rho >= 0.125 && rho < 0.1255, "{rho}");
+        assert!((0.125..0.1255).contains(&rho), "{rho}");
         // Only 2 arrived: half the variance, twice the cost.
         assert!((a.rho_distributed(2, 4).unwrap() - 0.25).abs() < 1e-3);
     }

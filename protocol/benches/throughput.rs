@@ -14,12 +14,15 @@ use hansa_protocol::{
     connect, AggregatorEndpoint, Identity, Message, ParameterSet, Scope, TransportSettings,
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair,
 };
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// (aggregator, node) identities under one fresh CA.
@@ -38,11 +41,19 @@ fn identities() -> (Identity, Identity) {
         p.distinguished_name.push(DnType::CommonName, name);
         p.extended_key_usages = vec![eku];
         let cert = p.signed_by(&key, &issuer).unwrap().pem();
-        Identity::from_pem(ca_pem.as_bytes(), cert.as_bytes(), key.serialize_pem().as_bytes())
-            .unwrap()
+        Identity::from_pem(
+            ca_pem.as_bytes(),
+            cert.as_bytes(),
+            key.serialize_pem().as_bytes(),
+        )
+        .unwrap()
     };
     (
-        leaf("aggregator", vec!["localhost".into()], ExtendedKeyUsagePurpose::ServerAuth),
+        leaf(
+            "aggregator",
+            vec!["localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
         leaf("merchant-001", vec![], ExtendedKeyUsagePurpose::ClientAuth),
     )
 }
@@ -68,7 +79,9 @@ async fn protocol_run(server: &Identity, node: &Identity, values: usize) -> Dura
         link.send(&hello).await.unwrap();
         let message = link.recv().await.unwrap();
         let done = Instant::now();
-        let Message::GlobalParameters(g) = message else { panic!("wrong message") };
+        let Message::GlobalParameters(g) = message else {
+            panic!("wrong message")
+        };
         assert_eq!(g.parameters.num_values(), values);
         done
     });
@@ -77,8 +90,13 @@ async fn protocol_run(server: &Identity, node: &Identity, values: usize) -> Dura
 
     let mut parameters = ParameterSet::new();
     let data: Vec<f32> = (0..values).map(|i| (i % 1000) as f32 * 1e-3).collect();
-    parameters.push("weights", vec![values], data, Scope::Shared).unwrap();
-    let message = Message::GlobalParameters(GlobalParameters { round: 1, parameters });
+    parameters
+        .push("weights", vec![values], data, Scope::Shared)
+        .unwrap();
+    let message = Message::GlobalParameters(GlobalParameters {
+        round: 1,
+        parameters,
+    });
 
     let start = Instant::now();
     link.send(&message).await.unwrap();
@@ -90,16 +108,15 @@ async fn protocol_run(server: &Identity, node: &Identity, values: usize) -> Dura
 async fn raw_run(server: &Identity, node: &Identity, bytes: usize) -> Duration {
     let settings = TransportSettings::default();
     let transport = Arc::new(settings.quinn_config().unwrap());
-    let tls = quinn::crypto::rustls::QuicServerConfig::try_from(server.server_config().unwrap())
-        .unwrap();
+    let tls =
+        quinn::crypto::rustls::QuicServerConfig::try_from(server.server_config().unwrap()).unwrap();
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(tls));
     server_config.transport_config(transport.clone());
-    let endpoint =
-        quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr: SocketAddr = endpoint.local_addr().unwrap();
 
-    let tls = quinn::crypto::rustls::QuicClientConfig::try_from(node.client_config().unwrap())
-        .unwrap();
+    let tls =
+        quinn::crypto::rustls::QuicClientConfig::try_from(node.client_config().unwrap()).unwrap();
     let mut client_config = quinn::ClientConfig::new(Arc::new(tls));
     client_config.transport_config(transport);
     let node_task = tokio::spawn(async move {
@@ -146,8 +163,14 @@ fn main() {
     let mut protocol = Vec::new();
     for _ in 0..runs {
         // Alternate so that both see the same machine state.
-        raw.push(mb_per_s(bytes, runtime.block_on(raw_run(&server, &node, bytes))));
-        protocol.push(mb_per_s(bytes, runtime.block_on(protocol_run(&server, &node, bytes / 4))));
+        raw.push(mb_per_s(
+            bytes,
+            runtime.block_on(raw_run(&server, &node, bytes)),
+        ));
+        protocol.push(mb_per_s(
+            bytes,
+            runtime.block_on(protocol_run(&server, &node, bytes / 4)),
+        ));
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
@@ -157,5 +180,8 @@ fn main() {
     println!("aggregator -> node, {mib} MiB, loopback QUIC + mTLS, {runs} runs (MB = 10^6 bytes)");
     println!("raw quinn stream:        median {raw_median:7.1} MB/s  runs {raw:.1?}");
     println!("hansa-protocol Link:     median {protocol_median:7.1} MB/s  runs {protocol:.1?}");
-    println!("protocol / raw:          {:.1} %", 100.0 * protocol_median / raw_median);
+    println!(
+        "protocol / raw:          {:.1} %",
+        100.0 * protocol_median / raw_median
+    );
 }

@@ -248,8 +248,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 
     let mut head = vec![0u8; to_usize(head_len)?];
     read_exact(reader, &mut head, "head").await?;
-    let head: Head = postcard::from_bytes(&head)
-        .map_err(|e| FrameError::Decode(format!("head: {e}")))?;
+    let head: Head =
+        postcard::from_bytes(&head).map_err(|e| FrameError::Decode(format!("head: {e}")))?;
     read_bulk(reader, head, bulk_len).await.map(Some)
 }
 
@@ -266,7 +266,10 @@ async fn read_bulk<R: AsyncRead + Unpin>(
         }
         Head::GlobalParameters { round, layout } => {
             let parameters = read_tensors(reader, layout, bulk_len).await?;
-            Ok(Message::GlobalParameters(GlobalParameters { round, parameters }))
+            Ok(Message::GlobalParameters(GlobalParameters {
+                round,
+                parameters,
+            }))
         }
         Head::Update {
             round,
@@ -288,7 +291,12 @@ async fn read_bulk<R: AsyncRead + Unpin>(
                 .ok_or_else(|| FrameError::Decode(format!("{words} masked words overflow")))?;
             expect_bulk(bytes, bulk_len)?;
             let mut masked = vec![0u32; to_usize(words)?];
-            read_exact(reader, bytemuck::cast_slice_mut(&mut masked), "masked words").await?;
+            read_exact(
+                reader,
+                bytemuck::cast_slice_mut(&mut masked),
+                "masked words",
+            )
+            .await?;
             Ok(Message::MaskedUpdate(MaskedUpdate { round, masked }))
         }
     }
@@ -314,9 +322,9 @@ async fn read_tensors<R: AsyncRead + Unpin>(
                 spec.name, spec.shape
             )));
         };
-        total_bytes = total_bytes.checked_add(bytes).ok_or_else(|| {
-            FrameError::Decode("tensor sizes overflow when summed".to_string())
-        })?;
+        total_bytes = total_bytes
+            .checked_add(bytes)
+            .ok_or_else(|| FrameError::Decode("tensor sizes overflow when summed".to_string()))?;
         lens.push(values);
     }
     expect_bulk(total_bytes, bulk_len)?;
@@ -361,7 +369,10 @@ async fn read_exact_or_eof<R: AsyncRead + Unpin>(
 ) -> Result<Filled, FrameError> {
     let mut filled = 0;
     while filled < buf.len() {
-        let n = reader.read(&mut buf[filled..]).await.map_err(FrameError::Io)?;
+        let n = reader
+            .read(&mut buf[filled..])
+            .await
+            .map_err(FrameError::Io)?;
         if n == 0 {
             if filled == 0 {
                 return Ok(Filled::Eof);
@@ -396,9 +407,16 @@ mod tests {
     fn global() -> Message {
         let mut parameters = ParameterSet::new();
         parameters
-            .push("w", vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, 1e-7, 9.0], Scope::Shared)
+            .push(
+                "w",
+                vec![2, 3],
+                vec![1.0, -2.0, 3.5, 0.0, 1e-7, 9.0],
+                Scope::Shared,
+            )
             .unwrap();
-        parameters.push("b", vec![], vec![0.25], Scope::Shared).unwrap();
+        parameters
+            .push("b", vec![], vec![0.25], Scope::Shared)
+            .unwrap();
         Message::GlobalParameters(GlobalParameters {
             round: 7,
             parameters,
@@ -434,7 +452,9 @@ mod tests {
     #[tokio::test]
     async fn every_bulk_kind_round_trips() {
         let mut delta = ParameterSet::new();
-        delta.push("w", vec![2], vec![0.5, -0.5], Scope::Shared).unwrap();
+        delta
+            .push("w", vec![2], vec![0.5, -0.5], Scope::Shared)
+            .unwrap();
         let messages = [
             global(),
             Message::Update(Update {
@@ -467,11 +487,18 @@ mod tests {
             merchant: "m".into(),
             software_version: "v".into(),
             current_round: 0,
+            wants_initial_model: false,
         });
         bytes.extend(encode(&welcome, PROTOCOL_VERSION).await);
         let mut reader = &bytes[..];
-        assert_eq!(read_frame(&mut reader, 1 << 20).await.unwrap(), Some(global()));
-        assert_eq!(read_frame(&mut reader, 1 << 20).await.unwrap(), Some(welcome));
+        assert_eq!(
+            read_frame(&mut reader, 1 << 20).await.unwrap(),
+            Some(global())
+        );
+        assert_eq!(
+            read_frame(&mut reader, 1 << 20).await.unwrap(),
+            Some(welcome)
+        );
         assert_eq!(read_frame(&mut reader, 1 << 20).await.unwrap(), None);
     }
 
@@ -492,15 +519,24 @@ mod tests {
         let err = write_frame(&mut out, PROTOCOL_VERSION, &global(), 20)
             .await
             .unwrap_err();
-        assert!(matches!(err, FrameError::FrameTooLarge { limit: 20, .. }), "{err}");
+        assert!(
+            matches!(err, FrameError::FrameTooLarge { limit: 20, .. }),
+            "{err}"
+        );
         assert!(out.is_empty(), "nothing may be written");
     }
 
     #[tokio::test]
     async fn a_cut_frame_names_the_part_that_was_cut() {
         let bytes = encode(&global(), PROTOCOL_VERSION).await;
-        for (cut, part) in [(5, "length prefix"), (12, "preamble"), (bytes.len() - 3, "tensor `b`")] {
-            let err = decode(&bytes[..cut], DEFAULT_MAX_FRAME_BYTES).await.unwrap_err();
+        for (cut, part) in [
+            (5, "length prefix"),
+            (12, "preamble"),
+            (bytes.len() - 3, "tensor `b`"),
+        ] {
+            let err = decode(&bytes[..cut], DEFAULT_MAX_FRAME_BYTES)
+                .await
+                .unwrap_err();
             match err {
                 FrameError::Truncated { part: p } => assert_eq!(p, part),
                 other => panic!("cut at {cut}: expected Truncated, got {other}"),
@@ -513,7 +549,13 @@ mod tests {
         let bytes = encode(&global(), 99).await;
         let err = decode(&bytes, DEFAULT_MAX_FRAME_BYTES).await.unwrap_err();
         assert!(
-            matches!(err, FrameError::UnsupportedVersion { got: 99, supported: PROTOCOL_VERSION }),
+            matches!(
+                err,
+                FrameError::UnsupportedVersion {
+                    got: 99,
+                    supported: PROTOCOL_VERSION
+                }
+            ),
             "{err}"
         );
     }

@@ -144,7 +144,10 @@ pub fn memory_pair(merchant: impl Into<MerchantId>) -> (Link, Link) {
             side: ReceiveSide::Memory(rx),
         },
     };
-    (half(to_node, aggregator_inbox), half(to_aggregator, node_inbox))
+    (
+        half(to_node, aggregator_inbox),
+        half(to_aggregator, node_inbox),
+    )
 }
 
 impl Link {
@@ -210,7 +213,10 @@ impl Link {
 
     /// Rejoins halves split from the same link.
     pub fn unsplit(sender: LinkSender, receiver: LinkReceiver) -> Self {
-        debug_assert_eq!(sender.merchant, receiver.merchant, "halves of different links");
+        debug_assert_eq!(
+            sender.merchant, receiver.merchant,
+            "halves of different links"
+        );
         Self { sender, receiver }
     }
 
@@ -315,7 +321,7 @@ impl LinkReceiver {
         match &mut self.side {
             ReceiveSide::Inbox(inbox) => match inbox.recv().await {
                 Some(result) => result,
-                None => Err(closed(&self.merchant, "the peer finished the stream")),
+                None => Err(closed(&self.merchant, "the link is closed")),
             },
             ReceiveSide::Memory(inbox) => match inbox.recv().await {
                 Some(envelope) if envelope.version == PROTOCOL_VERSION => Ok(envelope.message),
@@ -329,7 +335,10 @@ impl LinkReceiver {
                         },
                     })
                 }
-                None => Err(closed(&self.merchant, "the other end of the memory link was dropped")),
+                None => Err(closed(
+                    &self.merchant,
+                    "the other end of the memory link was dropped",
+                )),
             },
         }
     }
@@ -353,7 +362,13 @@ async fn read_loop(
             Ok(Some(message)) => Ok(message),
             Ok(None) => {
                 debug!(%merchant, "peer finished its stream");
-                return;
+                Err(LinkError::Closed {
+                    merchant: merchant.clone(),
+                    reason: connection.close_reason().map_or_else(
+                        || "the peer finished its stream".to_string(),
+                        |r| r.to_string(),
+                    ),
+                })
             }
             Err(FrameError::Io(e)) => Err(LinkError::Closed {
                 merchant: merchant.clone(),
@@ -434,7 +449,10 @@ mod tests {
             matches!(&err, LinkError::Closed { merchant, .. } if merchant == "merchant-009"),
             "{err}"
         );
-        assert!(matches!(node.send(&hello()).await, Err(LinkError::Closed { .. })));
+        assert!(matches!(
+            node.send(&hello()).await,
+            Err(LinkError::Closed { .. })
+        ));
     }
 
     #[tokio::test]
@@ -447,7 +465,10 @@ mod tests {
             matches!(
                 err,
                 LinkError::Frame {
-                    source: FrameError::UnsupportedVersion { got: 42, supported: PROTOCOL_VERSION },
+                    source: FrameError::UnsupportedVersion {
+                        got: 42,
+                        supported: PROTOCOL_VERSION
+                    },
                     ..
                 }
             ),
@@ -458,9 +479,18 @@ mod tests {
     #[test]
     fn close_codes_follow_the_frame_error() {
         let too_large = FrameError::FrameTooLarge { len: 10, limit: 5 };
-        assert_eq!(CloseCode::for_frame_error(&too_large), CloseCode::FrameTooLarge);
+        assert_eq!(
+            CloseCode::for_frame_error(&too_large),
+            CloseCode::FrameTooLarge
+        );
         assert_eq!(CloseCode::FrameTooLarge.varint().into_inner(), 1);
-        let version = FrameError::UnsupportedVersion { got: 2, supported: 1 };
-        assert_eq!(CloseCode::for_frame_error(&version).varint().into_inner(), 4);
+        let version = FrameError::UnsupportedVersion {
+            got: 2,
+            supported: 1,
+        };
+        assert_eq!(
+            CloseCode::for_frame_error(&version).varint().into_inner(),
+            4
+        );
     }
 }

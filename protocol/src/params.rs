@@ -280,7 +280,12 @@ impl ParameterSet {
         let mut rest = flat;
         for spec in layout {
             let (head, tail) = rest.split_at(spec.len());
-            set.push(spec.name.clone(), spec.shape.clone(), head.to_vec(), spec.scope)?;
+            set.push(
+                spec.name.clone(),
+                spec.shape.clone(),
+                head.to_vec(),
+                spec.scope,
+            )?;
             rest = tail;
         }
         Ok(set)
@@ -295,7 +300,10 @@ impl ParameterSet {
         let order: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
         metadata.insert(ORDER_KEY.to_string(), order.join(","));
         for t in &self.tensors {
-            metadata.insert(format!("{SCOPE_KEY_PREFIX}{}", t.name), t.scope.as_str().into());
+            metadata.insert(
+                format!("{SCOPE_KEY_PREFIX}{}", t.name),
+                t.scope.as_str().into(),
+            );
         }
         let views = self
             .tensors
@@ -325,7 +333,7 @@ impl ParameterSet {
             Some(order) if !order.is_empty() => order.split(',').map(str::to_string).collect(),
             _ => file.names().into_iter().map(str::to_string).collect(),
         };
-        if metadata.get(ORDER_KEY).is_none() {
+        if !metadata.contains_key(ORDER_KEY) {
             names.sort();
         }
 
@@ -343,7 +351,9 @@ impl ParameterSet {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            let scope = match metadata.get(&format!("{SCOPE_KEY_PREFIX}{name}")).map(String::as_str)
+            let scope = match metadata
+                .get(&format!("{SCOPE_KEY_PREFIX}{name}"))
+                .map(String::as_str)
             {
                 Some("private") => Scope::Private,
                 _ => Scope::Shared,
@@ -360,8 +370,13 @@ mod tests {
 
     fn sample() -> ParameterSet {
         let mut set = ParameterSet::new();
-        set.push("user_embedding", vec![2, 2], vec![1.0, 2.0, 3.0, 4.0], Scope::Private)
-            .unwrap();
+        set.push(
+            "user_embedding",
+            vec![2, 2],
+            vec![1.0, 2.0, 3.0, 4.0],
+            Scope::Private,
+        )
+        .unwrap();
         set.push("item_embedding", vec![3, 2], vec![0.5; 6], Scope::Shared)
             .unwrap();
         set.push("global_bias", vec![], vec![3.5], Scope::Shared)
@@ -461,8 +476,14 @@ mod tests {
         let a = [1.0f32, 2.0];
         let b = [3.0f32];
         let views = vec![
-            ("b", TensorView::new(Dtype::F32, vec![1], bytemuck::cast_slice(&b)).unwrap()),
-            ("a", TensorView::new(Dtype::F32, vec![2], bytemuck::cast_slice(&a)).unwrap()),
+            (
+                "b",
+                TensorView::new(Dtype::F32, vec![1], bytemuck::cast_slice(&b)).unwrap(),
+            ),
+            (
+                "a",
+                TensorView::new(Dtype::F32, vec![2], bytemuck::cast_slice(&a)).unwrap(),
+            ),
         ];
         let bytes = safetensors::serialize(views, None).unwrap();
         let set = ParameterSet::from_safetensors(&bytes).unwrap();

@@ -58,7 +58,10 @@ impl TransportSettings {
         }
         let idle = quinn::IdleTimeout::try_from(Duration::from_millis(self.idle_timeout_ms))
             .map_err(|_| {
-                TransportError::Settings(format!("idle_timeout_ms {} too large", self.idle_timeout_ms))
+                TransportError::Settings(format!(
+                    "idle_timeout_ms {} too large",
+                    self.idle_timeout_ms
+                ))
             })?;
         let mut config = quinn::TransportConfig::default();
         config
@@ -99,7 +102,8 @@ pub enum HandshakeError {
         /// Remote address.
         peer: SocketAddr,
     },
-    /// A certificate does not chain to the federation CA.
+    /// A certificate does not chain to the federation CA: its issuer is unknown, or it
+    /// names the CA but the CA's signature does not verify (another CA of the same name).
     #[error("peer {peer}: certificate not signed by the federation CA ({detail})")]
     UnknownIssuer {
         /// Remote address.
@@ -164,6 +168,8 @@ pub enum HandshakeError {
 
 /// TLS alert numbers (RFC 8446 §6) that name a certificate problem.
 const ALERT_CERTIFICATE_EXPIRED: u8 = 45;
+/// Sent by rustls for a certificate whose signature does not verify (`BadSignature`).
+const ALERT_DECRYPT_ERROR: u8 = 51;
 const ALERT_UNKNOWN_CA: u8 = 48;
 const ALERT_CERTIFICATE_REQUIRED: u8 = 116;
 
@@ -184,7 +190,9 @@ impl HandshakeError {
         };
         match alert {
             ALERT_CERTIFICATE_REQUIRED => HandshakeError::NoClientCertificate { peer },
-            ALERT_UNKNOWN_CA => HandshakeError::UnknownIssuer { peer, detail },
+            ALERT_UNKNOWN_CA | ALERT_DECRYPT_ERROR => {
+                HandshakeError::UnknownIssuer { peer, detail }
+            }
             ALERT_CERTIFICATE_EXPIRED => HandshakeError::ExpiredCertificate { peer, detail },
             alert => HandshakeError::Tls {
                 peer,
@@ -222,10 +230,12 @@ impl AggregatorEndpoint {
 
     /// The bound address (useful after binding port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, TransportError> {
-        self.endpoint.local_addr().map_err(|source| TransportError::Socket {
-            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-            source,
-        })
+        self.endpoint
+            .local_addr()
+            .map_err(|source| TransportError::Socket {
+                addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                source,
+            })
     }
 
     /// Waits for the next connection attempt; `None` once the endpoint is closed.
@@ -302,7 +312,10 @@ impl Arriving {
 fn peer_merchant(connection: &quinn::Connection) -> Result<MerchantId, TlsError> {
     let certs = connection
         .peer_identity()
-        .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
         .ok_or_else(|| TlsError::CommonName("the peer presented no certificate".into()))?;
     let leaf = certs
         .first()
@@ -334,8 +347,10 @@ pub async fn connect(
     } else {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    let mut endpoint = quinn::Endpoint::client(local)
-        .map_err(|source| TransportError::Socket { addr: local, source })?;
+    let mut endpoint = quinn::Endpoint::client(local).map_err(|source| TransportError::Socket {
+        addr: local,
+        source,
+    })?;
     endpoint.set_default_client_config(config);
 
     let connecting = endpoint

@@ -30,7 +30,11 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// Loads the identity; relative paths are taken from `base` (the config file's folder).
     pub fn load(&self, base: &Path) -> Result<Identity, TlsError> {
-        Identity::from_pem_files(&base.join(&self.ca_cert), &base.join(&self.cert), &base.join(&self.key))
+        Identity::from_pem_files(
+            &base.join(&self.ca_cert),
+            &base.join(&self.cert),
+            &base.join(&self.key),
+        )
     }
 }
 
@@ -188,7 +192,9 @@ pub fn common_name(der: &[u8]) -> Result<MerchantId, TlsError> {
         .next()
         .ok_or_else(|| TlsError::CommonName("subject has no common name".into()))?;
     if names.next().is_some() {
-        return Err(TlsError::CommonName("subject has several common names".into()));
+        return Err(TlsError::CommonName(
+            "subject has several common names".into(),
+        ));
     }
     let name = first
         .as_str()

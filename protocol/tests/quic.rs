@@ -102,9 +102,16 @@ async fn a_parameter_set_crosses_intact() {
     assert!(matches!(link.recv().await.unwrap(), Message::Hello(_)));
     let mut parameters = ParameterSet::new();
     let values: Vec<f32> = (0..300_000).map(|i| i as f32 * 0.5 - 7.0).collect();
-    parameters.push("item_embedding", vec![1000, 300], values, Scope::Shared).unwrap();
-    parameters.push("bias", vec![], vec![-1.25], Scope::Shared).unwrap();
-    let sent = Message::GlobalParameters(GlobalParameters { round: 3, parameters });
+    parameters
+        .push("item_embedding", vec![1000, 300], values, Scope::Shared)
+        .unwrap();
+    parameters
+        .push("bias", vec![], vec![-1.25], Scope::Shared)
+        .unwrap();
+    let sent = Message::GlobalParameters(GlobalParameters {
+        round: 3,
+        parameters,
+    });
     link.send(&sent).await.unwrap();
     assert_eq!(node.await.unwrap(), sent);
 }
@@ -147,7 +154,8 @@ async fn a_certificate_from_another_ca_is_refused_at_the_handshake() {
     let (addr, mut seen) = serve(&ca.aggregator(), TransportSettings::default());
 
     let identity = rogue.merchant("merchant-666", &ca, false);
-    if let Ok(mut link) = connect(addr, "localhost", &identity, &TransportSettings::default()).await {
+    if let Ok(mut link) = connect(addr, "localhost", &identity, &TransportSettings::default()).await
+    {
         let _ = link.send(&hello("merchant-666")).await;
         let reason = close_of(&mut link).await;
         assert!(reason.to_lowercase().contains("unknown"), "{reason}");
@@ -165,7 +173,8 @@ async fn an_expired_certificate_is_refused_at_the_handshake() {
     let (addr, mut seen) = serve(&ca.aggregator(), TransportSettings::default());
 
     let identity = ca.merchant("merchant-old", &ca, true);
-    if let Ok(mut link) = connect(addr, "localhost", &identity, &TransportSettings::default()).await {
+    if let Ok(mut link) = connect(addr, "localhost", &identity, &TransportSettings::default()).await
+    {
         let _ = link.send(&hello("merchant-old")).await;
         let _ = close_of(&mut link).await;
     }
@@ -204,12 +213,23 @@ async fn a_frame_over_the_limit_closes_that_connection_only() {
         .await
         .unwrap();
     let mut parameters = ParameterSet::new();
-    parameters.push("w", vec![512, 1024], vec![0.5; 512 * 1024], Scope::Shared).unwrap();
-    let big = Message::GlobalParameters(GlobalParameters { round: 1, parameters });
+    parameters
+        .push("w", vec![512, 1024], vec![0.5; 512 * 1024], Scope::Shared)
+        .unwrap();
+    let big = Message::GlobalParameters(GlobalParameters {
+        round: 1,
+        parameters,
+    });
     let _ = link.send(&big).await;
 
     match next(&mut seen).await {
-        Seen::Failed(merchant, LinkError::Frame { source: FrameError::FrameTooLarge { len, limit }, .. }) => {
+        Seen::Failed(
+            merchant,
+            LinkError::Frame {
+                source: FrameError::FrameTooLarge { len, limit },
+                ..
+            },
+        ) => {
             assert_eq!(merchant, "merchant-big");
             assert_eq!(limit, 1 << 20);
             assert!(len > 2 << 20, "{len}");
@@ -219,15 +239,28 @@ async fn a_frame_over_the_limit_closes_that_connection_only() {
     let reason = close_of(&mut link).await;
     // 512 Ki values of 4 bytes, plus preamble and head: the node is told why, by code.
     let code = CloseCode::FrameTooLarge as u32;
-    assert!(reason.starts_with("closed by peer: frame of 2097"), "{reason}");
-    assert!(reason.ends_with(&format!("exceeds the limit of 1048576 bytes (code {code})")), "{reason}");
+    assert!(
+        reason.starts_with("closed by peer: frame of 2097"),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with(&format!("exceeds the limit of 1048576 bytes (code {code})")),
+        "{reason}"
+    );
     good_node_is_served(&ca, addr, &mut seen, "merchant-006").await;
 }
 
 /// Opens a raw authenticated stream and writes `bytes`, then finishes the stream.
-async fn send_raw(ca: &TestCa, addr: std::net::SocketAddr, id: &str, bytes: &[u8]) -> quinn::Connection {
+async fn send_raw(
+    ca: &TestCa,
+    addr: std::net::SocketAddr,
+    id: &str,
+    bytes: &[u8],
+) -> quinn::Connection {
     let identity: Identity = ca.merchant(id, ca, false);
-    let connection = raw_connect(addr, identity.client_config().unwrap()).await.unwrap();
+    let connection = raw_connect(addr, identity.client_config().unwrap())
+        .await
+        .unwrap();
     let (mut send, _recv) = connection.open_bi().await.unwrap();
     send.write_all(bytes).await.unwrap();
     send.finish().unwrap();
@@ -245,7 +278,13 @@ async fn a_truncated_frame_is_named_and_the_server_keeps_serving() {
     bytes.extend([0u8; 4]);
     let _connection = send_raw(&ca, addr, "merchant-cut", &bytes).await;
     match next(&mut seen).await {
-        Seen::Failed(merchant, LinkError::Frame { source: FrameError::Truncated { part }, .. }) => {
+        Seen::Failed(
+            merchant,
+            LinkError::Frame {
+                source: FrameError::Truncated { part },
+                ..
+            },
+        ) => {
             assert_eq!(merchant, "merchant-cut");
             assert_eq!(part, "head");
         }
@@ -259,7 +298,9 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut state = seed;
     (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 56) as u8
         })
         .collect()
@@ -275,7 +316,13 @@ async fn random_bytes_are_refused_by_name_and_the_server_keeps_serving() {
     let announced = u64::from_le_bytes(junk[..8].try_into().unwrap());
     let connection = send_raw(&ca, addr, "merchant-noise", &junk).await;
     match next(&mut seen).await {
-        Seen::Failed(_, LinkError::Frame { source: FrameError::FrameTooLarge { len, .. }, .. }) => {
+        Seen::Failed(
+            _,
+            LinkError::Frame {
+                source: FrameError::FrameTooLarge { len, .. },
+                ..
+            },
+        ) => {
             assert_eq!(len, announced)
         }
         other => panic!("expected FrameTooLarge, got {other:?}"),
@@ -290,7 +337,13 @@ async fn random_bytes_are_refused_by_name_and_the_server_keeps_serving() {
     framed.extend(noise(200, 11));
     let _connection = send_raw(&ca, addr, "merchant-noise2", &framed).await;
     match next(&mut seen).await {
-        Seen::Failed(_, LinkError::Frame { source: FrameError::Decode(_), .. }) => {}
+        Seen::Failed(
+            _,
+            LinkError::Frame {
+                source: FrameError::Decode(_),
+                ..
+            },
+        ) => {}
         other => panic!("expected Decode, got {other:?}"),
     }
     good_node_is_served(&ca, addr, &mut seen, "merchant-010").await;
@@ -309,7 +362,13 @@ async fn an_unknown_protocol_version_is_refused_by_name() {
         .await
         .unwrap();
     match next(&mut seen).await {
-        Seen::Failed(_, LinkError::Frame { source: FrameError::UnsupportedVersion { got, supported }, .. }) => {
+        Seen::Failed(
+            _,
+            LinkError::Frame {
+                source: FrameError::UnsupportedVersion { got, supported },
+                ..
+            },
+        ) => {
             assert_eq!(got, PROTOCOL_VERSION + 1);
             assert_eq!(supported, PROTOCOL_VERSION);
         }
@@ -317,6 +376,9 @@ async fn an_unknown_protocol_version_is_refused_by_name() {
     }
     let mut link = hansa_protocol::Link::unsplit(tx, rx);
     let reason = close_of(&mut link).await;
-    assert!(reason.contains("protocol version 2 is not supported"), "{reason}");
+    assert!(
+        reason.contains("protocol version 2 is not supported"),
+        "{reason}"
+    );
     good_node_is_served(&ca, addr, &mut seen, "merchant-011").await;
 }

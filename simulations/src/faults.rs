@@ -12,7 +12,7 @@
 //! let mut spec = FaultsSpec::default();
 //! spec.dropout.update = 0.3;
 //! spec.poisoned = Some(PoisonSpec {
-//!     count: Some(2), merchants: None, from_round: 1, attack: Attack::SignFlip,
+//!     count: Some(2), merchants: None, from_round: 1, attack: Attack::SignFlip {},
 //! });
 //! let plan = FaultPlan::new(&spec, 10, false, 42).unwrap();
 //! assert_eq!(plan.poisoned().len(), 2);
@@ -100,7 +100,9 @@ impl Delay {
         let bad = |e: &dyn std::fmt::Display| FaultError::BadDelay(format!("{spec:?}: {e}"));
         Ok(match spec {
             DelaySpec::Fixed { delay_ms } => Delay::Fixed(delay_ms),
-            DelaySpec::Uniform { min_ms, max_ms } => Delay::Uniform(Uniform::new_inclusive(min_ms, max_ms)),
+            DelaySpec::Uniform { min_ms, max_ms } => {
+                Delay::Uniform(Uniform::new_inclusive(min_ms, max_ms))
+            }
             DelaySpec::Exponential { mean_ms } => {
                 Delay::Exponential(Exp::new(1.0 / mean_ms).map_err(|e| bad(&e))?)
             }
@@ -216,7 +218,8 @@ impl FaultPlan {
             0.0
         };
         let attack = self.attack.and_then(|(attack, from_round)| {
-            (round >= from_round && self.poisoned.binary_search(&merchant).is_ok()).then_some(attack)
+            (round >= from_round && self.poisoned.binary_search(&merchant).is_ok())
+                .then_some(attack)
         });
         MerchantFaults {
             drop,
@@ -265,7 +268,10 @@ mod tests {
         let plain = FaultPlan::new(&s, 4, false, 1).unwrap();
         assert_eq!(plain.for_merchant(1, 0).drop, None);
         let masked = FaultPlan::new(&s, 4, true, 1).unwrap();
-        assert_eq!(masked.for_merchant(1, 0).drop, Some(DropPhase::AdvertiseKeys));
+        assert_eq!(
+            masked.for_merchant(1, 0).drop,
+            Some(DropPhase::AdvertiseKeys)
+        );
     }
 
     #[test]
@@ -298,11 +304,16 @@ mod tests {
         s.stragglers.probability = 1.0;
         s.stragglers.delay = DelaySpec::Exponential { mean_ms: 200.0 };
         let plan = FaultPlan::new(&s, 2000, false, 5).unwrap();
-        let delays: Vec<f64> = (0..2000).map(|m| plan.for_merchant(1, m).delay_ms).collect();
+        let delays: Vec<f64> = (0..2000)
+            .map(|m| plan.for_merchant(1, m).delay_ms)
+            .collect();
         let mean = delays.iter().sum::<f64>() / delays.len() as f64;
         // Exponential(mean 200): sd of the mean of 2,000 ≈ 4.5 ms.
         assert!((180.0..220.0).contains(&mean), "{mean}");
-        s.stragglers.delay = DelaySpec::Uniform { min_ms: 10.0, max_ms: 20.0 };
+        s.stragglers.delay = DelaySpec::Uniform {
+            min_ms: 10.0,
+            max_ms: 20.0,
+        };
         let plan = FaultPlan::new(&s, 100, false, 5).unwrap();
         assert!((0..100).all(|m| (10.0..=20.0).contains(&plan.for_merchant(2, m).delay_ms)));
     }
@@ -314,13 +325,17 @@ mod tests {
             count: Some(3),
             merchants: None,
             from_round: 1,
-            attack: Attack::SignFlip,
+            attack: Attack::SignFlip {},
         });
         let a = FaultPlan::new(&s, 50, true, 11).unwrap();
         let b = FaultPlan::new(&s, 50, true, 11).unwrap();
         let c = FaultPlan::new(&s, 50, true, 12).unwrap();
         assert_eq!(a.poisoned(), b.poisoned());
-        let drops = |p: &FaultPlan| (0..50).map(|m| p.for_merchant(4, m).drop).collect::<Vec<_>>();
+        let drops = |p: &FaultPlan| {
+            (0..50)
+                .map(|m| p.for_merchant(4, m).drop)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(drops(&a), drops(&b));
         assert_ne!(drops(&a), drops(&c));
     }

@@ -177,6 +177,7 @@ pub struct Federation<S: Store> {
     global: Option<ParameterSet>,
     committed: Round,
     standing: watch::Sender<Standing>,
+    rounds_started: u64,
 }
 
 impl<S: Store> Federation<S> {
@@ -218,6 +219,7 @@ impl<S: Store> Federation<S> {
             global,
             committed: last,
             standing,
+            rounds_started: 0,
         })
     }
 
@@ -300,6 +302,7 @@ impl<S: Store> Federation<S> {
     /// One attempt at `round`: nothing is persisted unless it commits.
     pub async fn run_round(&mut self, round: Round) -> Result<RoundSummary, FederationError> {
         let connected = self.wait_for_cohort(round).await?;
+        self.rounds_started += 1;
         let global = self.global.clone().ok_or(FederationError::NoInitialModel)?;
         let cohort = select(&connected, self.settings.cohort_size, self.settings.seed, round);
         if cohort.is_empty() {
@@ -460,16 +463,33 @@ impl<S: Store> Federation<S> {
             .collect()
     }
 
-    /// Waits until `min_cohort` nodes are connected and there is a global model, taking
-    /// the first node's initialisation as round 0 when the store has none.
+    /// Waits until `min_cohort` nodes are connected and there is a global model (taking
+    /// the first node's initialisation as round 0 when the store has none), then gathers
+    /// arriving nodes for `cohort_grace_ms` more.
     async fn wait_for_cohort(&mut self, round: Round) -> Result<Vec<MerchantId>, FederationError> {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(self.settings.cohort_wait_ms);
+        let mut grace_until: Option<Instant> = None;
         loop {
-            if self.global.is_some() && self.roster.len() >= self.settings.min_cohort {
+            let ready = self.global.is_some() && self.roster.len() >= self.settings.min_cohort;
+            // The grace is for nodes still arriving: at start-up, or while some node that
+            // was here before is away.
+            let settled = self.rounds_started > 0 && self.roster.all_known_connected();
+            if ready && settled {
                 return Ok(self.roster.connected());
             }
-            let Some(event) = self.roster.next_event(deadline).await else {
+            if ready && grace_until.is_none() {
+                grace_until = Some(Instant::now() + Duration::from_millis(self.settings.cohort_grace_ms));
+            }
+            let Some(event) = self.roster.next_event(grace_until.unwrap_or(deadline)).await else {
+                if grace_until.is_some() {
+                    if self.roster.len() >= self.settings.min_cohort {
+                        return Ok(self.roster.connected());
+                    }
+                    // A node left during the grace: wait for the cohort again.
+                    grace_until = None;
+                    continue;
+                }
                 if self.global.is_none() {
                     return Err(FederationError::NoInitialModel);
                 }

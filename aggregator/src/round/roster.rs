@@ -93,6 +93,7 @@ pub struct Roster {
     inbox: mpsc::Receiver<Inbound>,
     next_connection: u64,
     standing: watch::Receiver<Standing>,
+    ever_joined: std::collections::BTreeSet<MerchantId>,
 }
 
 impl Roster {
@@ -108,6 +109,7 @@ impl Roster {
             inbox,
             next_connection: 0,
             standing,
+            ever_joined: Default::default(),
         }
     }
 
@@ -131,6 +133,11 @@ impl Roster {
     /// True when no node is connected.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// True when every node that ever joined this roster is connected now.
+    pub fn all_known_connected(&self) -> bool {
+        self.ever_joined.iter().all(|m| self.nodes.contains_key(m))
     }
 
     /// True when `merchant` is connected now.
@@ -186,7 +193,10 @@ impl Roster {
             return None;
         }
         match news {
-            News::Greeted => Some(RosterEvent::Joined(merchant)),
+            News::Greeted => {
+                self.ever_joined.insert(merchant.clone());
+                Some(RosterEvent::Joined(merchant))
+            }
             News::Said(message) => Some(RosterEvent::Said(merchant, message)),
             News::Gone(reason) => {
                 self.nodes.remove(&merchant);

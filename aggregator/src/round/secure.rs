@@ -107,6 +107,8 @@ pub(super) async fn run(
     .await;
     absorb(replies, &mut missing, |m, r| server.receive_unmask_reply(m, r));
     let sum = server.finish()?;
+    // A contributor that left after its masked update is in the sum, not missing.
+    missing.retain(|merchant, _| !sum.contributors.contains(merchant));
 
     let decoded = decode_sum(&sum.words, dimension, grid_step, false)?;
     let weighted = WeightedSum::new(decoded.weighted_sum, decoded.total_weight)?;

@@ -19,6 +19,9 @@ pub struct FederationSettings {
     /// How long a round waits for `min_cohort` nodes before it says so and gives up,
     /// in milliseconds [60 000].
     pub cohort_wait_ms: u64,
+    /// Once `min_cohort` nodes are connected, how long the round keeps gathering nodes
+    /// that are arriving before it selects its cohort, in milliseconds [1 000].
+    pub cohort_grace_ms: u64,
     /// How long a cohort member has for local training and its update, in milliseconds
     /// [600 000]. Stragglers past it are dropped from this round only.
     pub update_deadline_ms: u64,
@@ -54,6 +57,7 @@ impl Default for FederationSettings {
             min_cohort: 2,
             cohort_size: 0,
             cohort_wait_ms: 60_000,
+            cohort_grace_ms: 1_000,
             update_deadline_ms: 600_000,
             phase_deadline_ms: 30_000,
             evaluation_deadline_ms: 60_000,
@@ -134,8 +138,11 @@ pub struct SecureAggregationPlan {
     /// Neighbours per node; a cohort no larger than this + 1 uses the complete graph
     /// (SecAgg), a larger one a random regular graph of this degree (SecAgg+) [64].
     pub neighbours: usize,
-    /// Shamir threshold as a fraction of a node's neighbourhood (itself included):
-    /// t = ⌈fraction · (neighbours + 1)⌉, at least 2 [0.5].
+    /// Shamir threshold as a fraction of a node's neighbours: t = ⌈fraction · k⌉, at
+    /// least 2 [0.5]. A round survives as long as every neighbourhood keeps t
+    /// survivors, so a lower t tolerates more dropouts; against the v1 threat model
+    /// (honest-but-curious aggregator) any t ≥ 2 keeps single updates hidden, while an
+    /// aggregator that lies about dropouts would need a fraction above 0.5 to be held off.
     pub threshold_fraction: f64,
 }
 
@@ -242,7 +249,7 @@ impl FederationSettings {
 
     /// Shamir threshold for a node with `neighbours` neighbours.
     pub fn threshold(&self, neighbours: usize) -> usize {
-        let t = (self.secure_aggregation.threshold_fraction * (neighbours + 1) as f64).ceil() as usize;
+        let t = (self.secure_aggregation.threshold_fraction * neighbours as f64).ceil() as usize;
         t.clamp(2, neighbours.max(2))
     }
 
@@ -282,10 +289,10 @@ mod tests {
     }
 
     #[test]
-    fn threshold_is_half_the_neighbourhood_rounded_up() {
+    fn threshold_is_half_the_neighbours_rounded_up() {
         let s = FederationSettings::default();
-        // 4 neighbours + itself = 5, half rounded up = 3.
-        assert_eq!(s.threshold(4), 3);
+        assert_eq!(s.threshold(4), 2);
+        assert_eq!(s.threshold(5), 3);
         // Never below 2, never above the neighbour count.
         assert_eq!(s.threshold(1), 2);
         assert_eq!(s.threshold(2), 2);

@@ -23,6 +23,9 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_LAST_ROUND: &[u8] = b"last_round";
 const META_INITIAL_SOURCE: &[u8] = b"initial_source";
 const META_LAYOUT: &[u8] = b"layout";
+/// Limitation: only the latest optimiser state is kept, so rolling back to an older
+/// checkpoint restarts FedAdam/FedYogi moments from the latest round (keeping one state per
+/// kept checkpoint, pruned with it, would lift this).
 const OPTIMIZER_KEY: &[u8] = b"state";
 
 /// Options of a [`SledStore`].
@@ -134,7 +137,8 @@ impl SledStore {
     }
 
     /// Removes checkpoints older than the last K, round 0 excepted. Runs after a commit so
-    /// that a smaller K given on restart also prunes what an earlier run kept.
+    /// that a smaller K given on restart also prunes what an earlier run kept; a crash
+    /// between commit and prune only leaves an old checkpoint for the next commit to remove.
     fn prune_checkpoints(&self, latest: Round) -> Result<(), StoreError> {
         let keep_from = latest.saturating_sub(self.options.keep_checkpoints as u64 - 1);
         for round in self.checkpoint_rounds()? {
@@ -352,9 +356,12 @@ impl Store for SledStore {
                 last_seen_ms: at_ms,
             },
         };
+        // Limitation: read-modify-write outside a transaction; correct while one task owns
+        // the registry (the round engine). Concurrent writers would need `update_and_fetch`.
         self.nodes
             .insert(merchant.as_bytes(), encode(&record)?)
             .map_err(backend("record node"))?;
+        self.flush("flush node registry")?;
         Ok(record)
     }
 

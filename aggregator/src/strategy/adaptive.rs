@@ -16,10 +16,9 @@ pub enum AdaptiveRule {
 
 /// Hyper-parameters of FedAdam and FedYogi (Algorithm 2 of Reddi et al.).
 ///
-/// Defaults: β1 = 0.9 and β2 = 0.99, the values the paper fixes in its experiments;
-/// τ = 10⁻³, the adaptivity the paper reports working well across its tasks; server
-/// learning rate η = 10⁻², a starting point only: the paper tunes η per task on a grid
-/// from 10⁻³ to about 3, so tune it for a new model.
+/// Defaults: β1 = 0.9 and β2 = 0.99, the values the paper fixes in its experiments.
+/// τ = 10⁻³ and server learning rate η = 10⁻² are starting points only: the paper tunes
+/// τ and η per task on logarithmic grids, so tune both for a new model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdaptiveConfig {

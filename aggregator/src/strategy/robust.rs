@@ -3,7 +3,10 @@
 use super::StrategyError;
 
 /// For each coordinate, the median of the updates' values (the mean of the two middle
-/// values for an even count). Example counts are ignored: one node, one vote.
+/// values for an even count).
+///
+/// Limitation: example counts are ignored (one node, one vote), as in Yin et al. 2018; a
+/// weighted median would lift it. Trimmed mean below is unweighted too.
 pub fn coordinate_median(updates: &[Vec<f32>]) -> Result<Vec<f64>, StrategyError> {
     coordinate_wise(updates, |column| {
         let n = column.len();

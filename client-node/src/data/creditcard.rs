@@ -41,12 +41,17 @@ pub struct FraudDataset {
 impl FraudDataset {
     /// The part whose records satisfy `keep`.
     pub fn filter(&self, keep: impl Fn(&Transaction) -> bool) -> Self {
-        Self { records: self.records.iter().copied().filter(|r| keep(r)).collect() }
+        Self {
+            records: self.records.iter().copied().filter(|r| keep(r)).collect(),
+        }
     }
 
-    /// The records at `indices`, in that order.
+    /// The records at `indices`, in that order (for random splits and Dirichlet
+    /// partitions). Panics if an index is out of range: indices come from this data set.
     pub fn select(&self, indices: &[usize]) -> Self {
-        Self { records: indices.iter().map(|&i| self.records[i]).collect() }
+        Self {
+            records: indices.iter().map(|&i| self.records[i]).collect(),
+        }
     }
 
     /// Number of transactions.
@@ -75,11 +80,19 @@ fn expected_header() -> Vec<String> {
 
 /// Reads `creditcard.csv` or the shared `creditcard_sample.csv.gz`, streaming.
 pub fn read_creditcard(path: &Path) -> Result<FraudDataset, DataError> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(source::open(path)?);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(source::open(path)?);
     let expected = expected_header();
-    let found = csv.headers().map_err(|e| DataError::malformed(path, 1, e.to_string()))?;
+    let found = csv
+        .headers()
+        .map_err(|e| DataError::malformed(path, 1, e.to_string()))?;
     if found.iter().ne(expected.iter().map(String::as_str)) {
-        return Err(DataError::Header { path: path.into(), found: found.iter().map(str::to_owned).collect(), expected });
+        return Err(DataError::Header {
+            path: path.into(),
+            found: found.iter().map(str::to_owned).collect(),
+            expected,
+        });
     }
 
     let mut records = Vec::new();
@@ -97,15 +110,28 @@ pub fn read_creditcard(path: &Path) -> Result<FraudDataset, DataError> {
     Ok(FraudDataset { records })
 }
 
-fn parse_row(path: &Path, line: u64, row: &csv::StringRecord, names: &[String]) -> Result<Transaction, DataError> {
+fn parse_row(
+    path: &Path,
+    line: u64,
+    row: &csv::StringRecord,
+    names: &[String],
+) -> Result<Transaction, DataError> {
     if row.len() != 31 {
-        return Err(DataError::malformed(path, line, format!("expected 31 fields, found {}", row.len())));
+        return Err(DataError::malformed(
+            path,
+            line,
+            format!("expected 31 fields, found {}", row.len()),
+        ));
     }
     let number = |i: usize| -> Result<f32, DataError> {
         let raw = &row[i];
         match raw.trim().parse::<f32>() {
             Ok(v) if v.is_finite() => Ok(v),
-            _ => Err(DataError::malformed(path, line, format!("{} {raw:?} is not a finite number", names[i]))),
+            _ => Err(DataError::malformed(
+                path,
+                line,
+                format!("{} {raw:?} is not a finite number", names[i]),
+            )),
         }
     };
     let mut pca = [0.0; 28];
@@ -115,9 +141,20 @@ fn parse_row(path: &Path, line: u64, row: &csv::StringRecord, names: &[String]) 
     let fraud = match row[30].trim() {
         "0" => false,
         "1" => true,
-        other => return Err(DataError::malformed(path, line, format!("Class {other:?} is not \"0\" or \"1\""))),
+        other => {
+            return Err(DataError::malformed(
+                path,
+                line,
+                format!("Class {other:?} is not \"0\" or \"1\""),
+            ))
+        }
     };
-    Ok(Transaction { time_s: number(0)?, pca, amount: number(29)?, fraud })
+    Ok(Transaction {
+        time_s: number(0)?,
+        pca,
+        amount: number(29)?,
+        fraud,
+    })
 }
 
 #[cfg(test)]
@@ -125,7 +162,10 @@ mod tests {
     use super::*;
 
     fn header() -> String {
-        let names: Vec<String> = expected_header().iter().map(|n| format!("\"{n}\"")).collect();
+        let names: Vec<String> = expected_header()
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect();
         names.join(",")
     }
 
@@ -134,7 +174,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.csv");
         let v: Vec<String> = (1..=28).map(|i| format!("{}", i as f32 / 10.0)).collect();
-        let body = format!("{}\n0,{},149.62,\"0\"\n406,{},0,\"1\"\n", header(), v.join(","), v.join(","));
+        let body = format!(
+            "{}\n0,{},149.62,\"0\"\n406,{},0,\"1\"\n",
+            header(),
+            v.join(","),
+            v.join(",")
+        );
         std::fs::write(&p, body).unwrap();
         let data = read_creditcard(&p).unwrap();
         assert_eq!(data.len(), 2);
@@ -152,6 +197,9 @@ mod tests {
         let v = vec!["0"; 28].join(",");
         std::fs::write(&p, format!("{}\n0,{v},1,\"0\"\n1,{v},1,\"2\"\n", header())).unwrap();
         let msg = read_creditcard(&p).unwrap_err().to_string();
-        assert!(msg.contains("c.csv:3:") && msg.contains("Class \"2\""), "{msg}");
+        assert!(
+            msg.contains("c.csv:3:") && msg.contains("Class \"2\""),
+            "{msg}"
+        );
     }
 }

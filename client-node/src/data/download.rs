@@ -17,13 +17,22 @@ pub const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
 /// The body is streamed into a temporary file in `cache_dir` while it is hashed; only a
 /// body with the right digest is renamed into place (atomic on one file system). On a
 /// mismatch the temporary file is removed and [`DataError::ChecksumMismatch`] returned.
-pub fn fetch(url: &str, cache_dir: &Path, file_name: &str, sha256_hex: &str) -> Result<PathBuf, DataError> {
+pub fn fetch(
+    url: &str,
+    cache_dir: &Path,
+    file_name: &str,
+    sha256_hex: &str,
+) -> Result<PathBuf, DataError> {
     let expected = sha256_hex.to_ascii_lowercase();
     if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(DataError::Invalid(format!("{sha256_hex:?} is not a sha256 in hex")));
+        return Err(DataError::Invalid(format!(
+            "{sha256_hex:?} is not a sha256 in hex"
+        )));
     }
     if file_name.is_empty() || file_name.contains(['/', '\\']) || file_name.starts_with('.') {
-        return Err(DataError::Invalid(format!("{file_name:?} is not a plain file name")));
+        return Err(DataError::Invalid(format!(
+            "{file_name:?} is not a plain file name"
+        )));
     }
     std::fs::create_dir_all(cache_dir).map_err(|e| DataError::io(cache_dir, e))?;
     let target = cache_dir.join(file_name);
@@ -36,7 +45,11 @@ pub fn fetch(url: &str, cache_dir: &Path, file_name: &str, sha256_hex: &str) -> 
         if actual == expected {
             std::fs::rename(&partial, &target).map_err(|e| DataError::io(&target, e))
         } else {
-            Err(DataError::ChecksumMismatch { url: url.to_owned(), expected: expected.clone(), actual })
+            Err(DataError::ChecksumMismatch {
+                url: url.to_owned(),
+                expected: expected.clone(),
+                actual,
+            })
         }
     });
     if result.is_err() {
@@ -48,7 +61,10 @@ pub fn fetch(url: &str, cache_dir: &Path, file_name: &str, sha256_hex: &str) -> 
 
 /// Streams `url` into `path`, returning the hex sha256 of the bytes written.
 fn download_into(url: &str, path: &Path) -> Result<String, DataError> {
-    let failed = |reason: String| DataError::Download { url: url.to_owned(), reason };
+    let failed = |reason: String| DataError::Download {
+        url: url.to_owned(),
+        reason,
+    };
     let response = ureq::get(url).call().map_err(|e| failed(e.to_string()))?;
     let mut body = response.into_reader().take(MAX_DOWNLOAD_BYTES + 1);
     let mut file = File::create(path).map_err(|e| DataError::io(path, e))?;
@@ -65,7 +81,8 @@ fn download_into(url: &str, path: &Path) -> Result<String, DataError> {
             return Err(failed(format!("body exceeds {MAX_DOWNLOAD_BYTES} bytes")));
         }
         hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(|e| DataError::io(path, e))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| DataError::io(path, e))?;
     }
     file.sync_all().map_err(|e| DataError::io(path, e))?;
     Ok(hex::encode(hasher.finalize()))

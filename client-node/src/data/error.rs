@@ -58,10 +58,21 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
-    pub(crate) fn malformed(path: impl Into<PathBuf>, line: u64, reason: impl Into<String>) -> Self {
-        DataError::Malformed { path: path.into(), line, reason: reason.into() }
+    pub(crate) fn malformed(
+        path: impl Into<PathBuf>,
+        line: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        DataError::Malformed {
+            path: path.into(),
+            line,
+            reason: reason.into(),
+        }
     }
 }

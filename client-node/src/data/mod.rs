@@ -42,7 +42,9 @@ pub fn bundled_dir() -> PathBuf {
 
 /// Path of the bundled Online Retail file, `data/online-retail-uci/online_retail.csv.gz`.
 pub fn bundled_online_retail() -> PathBuf {
-    bundled_dir().join("online-retail-uci").join("online_retail.csv.gz")
+    bundled_dir()
+        .join("online-retail-uci")
+        .join("online_retail.csv.gz")
 }
 
 fn repo_root() -> PathBuf {

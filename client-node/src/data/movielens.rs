@@ -71,19 +71,25 @@ fn parse_rating(
     vocab: &mut Vocabulary,
 ) -> Result<Interaction, DataError> {
     let [user, item, rating, time] = fields else {
-        return Err(DataError::malformed(path, line, format!("expected 4 fields, found {}", fields.len())));
+        return Err(DataError::malformed(
+            path,
+            line,
+            format!("expected 4 fields, found {}", fields.len()),
+        ));
     };
-    let rating: f32 = rating
-        .trim()
-        .parse()
-        .map_err(|_| DataError::malformed(path, line, format!("rating {rating:?} is not a number")))?;
+    let rating: f32 = rating.trim().parse().map_err(|_| {
+        DataError::malformed(path, line, format!("rating {rating:?} is not a number"))
+    })?;
     if !(0.0..=5.0).contains(&rating) {
-        return Err(DataError::malformed(path, line, format!("rating {rating} is outside 0..=5")));
+        return Err(DataError::malformed(
+            path,
+            line,
+            format!("rating {rating} is outside 0..=5"),
+        ));
     }
-    let timestamp: i64 = time
-        .trim()
-        .parse()
-        .map_err(|_| DataError::malformed(path, line, format!("timestamp {time:?} is not an integer")))?;
+    let timestamp: i64 = time.trim().parse().map_err(|_| {
+        DataError::malformed(path, line, format!("timestamp {time:?} is not an integer"))
+    })?;
     let user = user.trim();
     let item = item.trim();
     if user.is_empty() || item.is_empty() {
@@ -100,16 +106,32 @@ fn parse_rating(
 
 /// Reads a standard 100K split (`u1`..`u5`, `ua`, `ub`) from the `ml-100k` folder:
 /// `(train, test)` sharing one vocabulary.
-pub fn load_100k_split(dir: &Path, split: &str) -> Result<(RatingsDataset, RatingsDataset), DataError> {
+pub fn load_100k_split(
+    dir: &Path,
+    split: &str,
+) -> Result<(RatingsDataset, RatingsDataset), DataError> {
     let known = ["u1", "u2", "u3", "u4", "u5", "ua", "ub"];
     if !known.contains(&split) {
-        return Err(DataError::Invalid(format!("unknown MovieLens 100K split {split:?}; expected one of {known:?}")));
+        return Err(DataError::Invalid(format!(
+            "unknown MovieLens 100K split {split:?}; expected one of {known:?}"
+        )));
     }
     let mut vocab = Vocabulary::default();
-    let train = read_ratings(&dir.join(format!("{split}.base")), RatingsFormat::Tab, &mut vocab)?;
-    let test = read_ratings(&dir.join(format!("{split}.test")), RatingsFormat::Tab, &mut vocab)?;
+    let train = read_ratings(
+        &dir.join(format!("{split}.base")),
+        RatingsFormat::Tab,
+        &mut vocab,
+    )?;
+    let test = read_ratings(
+        &dir.join(format!("{split}.test")),
+        RatingsFormat::Tab,
+        &mut vocab,
+    )?;
     let vocab = Arc::new(vocab);
-    Ok((RatingsDataset::new(train, Arc::clone(&vocab)), RatingsDataset::new(test, vocab)))
+    Ok((
+        RatingsDataset::new(train, Arc::clone(&vocab)),
+        RatingsDataset::new(test, vocab),
+    ))
 }
 
 /// A movie from `u.item`.
@@ -131,7 +153,9 @@ pub fn read_100k_items(path: &Path) -> Result<Vec<Movie>, DataError> {
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| DataError::io(path, e))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| DataError::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -144,17 +168,29 @@ pub fn read_100k_items(path: &Path) -> Result<Vec<Movie>, DataError> {
         }
         let fields: Vec<&str> = line.split('|').collect();
         if fields.len() != 24 {
-            return Err(DataError::malformed(path, line_no, format!("expected 24 fields, found {}", fields.len())));
+            return Err(DataError::malformed(
+                path,
+                line_no,
+                format!("expected 24 fields, found {}", fields.len()),
+            ));
         }
         let genres = fields[5..]
             .iter()
             .map(|f| match *f {
                 "0" => Ok(false),
                 "1" => Ok(true),
-                other => Err(DataError::malformed(path, line_no, format!("genre flag {other:?} is not 0 or 1"))),
+                other => Err(DataError::malformed(
+                    path,
+                    line_no,
+                    format!("genre flag {other:?} is not 0 or 1"),
+                )),
             })
             .collect::<Result<_, _>>()?;
-        movies.push(Movie { id: fields[0].to_owned(), title: fields[1].to_owned(), genres });
+        movies.push(Movie {
+            id: fields[0].to_owned(),
+            title: fields[1].to_owned(),
+            genres,
+        });
     }
     Ok(movies)
 }
@@ -186,15 +222,25 @@ pub fn read_100k_users(path: &Path) -> Result<Vec<UserProfile>, DataError> {
         }
         let fields: Vec<&str> = line.split('|').collect();
         let [id, age, gender, occupation, zip] = fields[..] else {
-            return Err(DataError::malformed(path, line_no, format!("expected 5 fields, found {}", fields.len())));
+            return Err(DataError::malformed(
+                path,
+                line_no,
+                format!("expected 5 fields, found {}", fields.len()),
+            ));
         };
-        let age = age
-            .parse()
-            .map_err(|_| DataError::malformed(path, line_no, format!("age {age:?} is not an integer")))?;
+        let age = age.parse().map_err(|_| {
+            DataError::malformed(path, line_no, format!("age {age:?} is not an integer"))
+        })?;
         let gender = match gender {
             "M" => 'M',
             "F" => 'F',
-            other => return Err(DataError::malformed(path, line_no, format!("gender {other:?} is not M or F"))),
+            other => {
+                return Err(DataError::malformed(
+                    path,
+                    line_no,
+                    format!("gender {other:?} is not M or F"),
+                ))
+            }
         };
         users.push(UserProfile {
             id: id.to_owned(),
@@ -220,11 +266,27 @@ mod tests {
     #[test]
     fn three_formats_give_the_same_records() {
         let dir = tempfile::tempdir().unwrap();
-        let tab = write(&dir, "u.data", b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n");
-        let dat = write(&dir, "ratings.dat", b"196::242::3::881250949\n186::302::3::891717742\n");
-        let csv = write(&dir, "ratings.csv", b"userId,movieId,rating,timestamp\n196,242,3.0,881250949\n186,302,3.0,891717742\n");
+        let tab = write(
+            &dir,
+            "u.data",
+            b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n",
+        );
+        let dat = write(
+            &dir,
+            "ratings.dat",
+            b"196::242::3::881250949\n186::302::3::891717742\n",
+        );
+        let csv = write(
+            &dir,
+            "ratings.csv",
+            b"userId,movieId,rating,timestamp\n196,242,3.0,881250949\n186,302,3.0,891717742\n",
+        );
         let mut outs = Vec::new();
-        for (p, f) in [(tab, RatingsFormat::Tab), (dat, RatingsFormat::DoubleColon), (csv, RatingsFormat::Csv)] {
+        for (p, f) in [
+            (tab, RatingsFormat::Tab),
+            (dat, RatingsFormat::DoubleColon),
+            (csv, RatingsFormat::Csv),
+        ] {
             let mut v = Vocabulary::default();
             outs.push(read_ratings(&p, f, &mut v).unwrap());
         }

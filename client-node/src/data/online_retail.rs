@@ -46,7 +46,9 @@ pub struct RetailLoadStats {
 
 /// Reads `online_retail.csv` (gzip or plain), streaming, with the module's rules.
 pub fn read_online_retail(path: &Path) -> Result<(RatingsDataset, RetailLoadStats), DataError> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(source::open(path)?);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(source::open(path)?);
     check_header(path, &mut csv)?;
 
     let mut vocab = Vocabulary::default();
@@ -93,10 +95,16 @@ fn parse_row(
     stats: &mut RetailLoadStats,
 ) -> Result<Option<Interaction>, DataError> {
     if row.len() != HEADER.len() {
-        return Err(DataError::malformed(path, line, format!("expected 8 fields, found {}", row.len())));
+        return Err(DataError::malformed(
+            path,
+            line,
+            format!("expected 8 fields, found {}", row.len()),
+        ));
     }
     let field = |i: usize| row.get(i).unwrap_or("");
-    let bad = |what: &str, value: &str| DataError::malformed(path, line, format!("{what} {value:?} is not valid"));
+    let bad = |what: &str, value: &str| {
+        DataError::malformed(path, line, format!("{what} {value:?} is not valid"))
+    };
 
     let customer = field(6).trim();
     if customer.is_empty() {
@@ -107,8 +115,14 @@ fn parse_row(
         stats.cancellations += 1;
         return Ok(None);
     }
-    let quantity: f32 = field(3).trim().parse().map_err(|_| bad("Quantity", field(3)))?;
-    let price: f64 = field(5).trim().parse().map_err(|_| bad("UnitPrice", field(5)))?;
+    let quantity: f32 = field(3)
+        .trim()
+        .parse()
+        .map_err(|_| bad("Quantity", field(3)))?;
+    let price: f64 = field(5)
+        .trim()
+        .parse()
+        .map_err(|_| bad("UnitPrice", field(5)))?;
     if quantity <= 0.0 || price <= 0.0 {
         stats.non_positive += 1;
         return Ok(None);
@@ -122,7 +136,8 @@ fn parse_row(
     // CustomerID is written as a float ("17850.0"); key customers by the integer part.
     let customer = customer.strip_suffix(".0").unwrap_or(customer);
     let timestamp = parse_datetime(field(4)).ok_or_else(|| bad("InvoiceDate", field(4)))?;
-    let country = u16::try_from(vocab.countries.intern(field(7).trim())).map_err(|_| bad("Country", field(7)))?;
+    let country = u16::try_from(vocab.countries.intern(field(7).trim()))
+        .map_err(|_| bad("Country", field(7)))?;
     Ok(Some(Interaction {
         user: vocab.users.intern(customer),
         item: vocab.items.intern(code),
@@ -179,7 +194,15 @@ mod tests {
         for code in ["85123A", "22423", "15056BL"] {
             assert!(is_product_code(code), "{code}");
         }
-        for code in ["POST", "M", "BANK CHARGES", "C2", "gift_0001_10", "DCGS0076", "1234"] {
+        for code in [
+            "POST",
+            "M",
+            "BANK CHARGES",
+            "C2",
+            "gift_0001_10",
+            "DCGS0076",
+            "1234",
+        ] {
             assert!(!is_product_code(code), "{code}");
         }
     }
@@ -202,7 +225,14 @@ mod tests {
         let (data, stats) = read_online_retail(&p).unwrap();
         assert_eq!(
             stats,
-            RetailLoadStats { rows: 6, no_customer: 1, cancellations: 1, non_positive: 1, non_product: 1, kept: 2 }
+            RetailLoadStats {
+                rows: 6,
+                no_customer: 1,
+                cancellations: 1,
+                non_positive: 1,
+                non_product: 1,
+                kept: 2
+            }
         );
         assert_eq!(data.vocab.users.ids(), ["17850", "12583"]);
         assert_eq!(data.vocab.countries.ids(), ["United Kingdom", "France"]);
@@ -221,6 +251,9 @@ mod tests {
         )
         .unwrap();
         let msg = read_online_retail(&p).unwrap_err().to_string();
-        assert!(msg.contains("r.csv:2:") && msg.contains("Quantity"), "{msg}");
+        assert!(
+            msg.contains("r.csv:2:") && msg.contains("Quantity"),
+            "{msg}"
+        );
     }
 }

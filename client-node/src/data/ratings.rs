@@ -46,7 +46,10 @@ impl RatingsDataset {
     /// The part whose records satisfy `keep`, sharing this data set's vocabulary.
     pub fn filter(&self, keep: impl Fn(&Interaction) -> bool) -> Self {
         let records = self.records.iter().copied().filter(|r| keep(r)).collect();
-        Self { records, vocab: Arc::clone(&self.vocab) }
+        Self {
+            records,
+            vocab: Arc::clone(&self.vocab),
+        }
     }
 
     /// Number of interactions.

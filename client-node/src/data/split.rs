@@ -17,13 +17,17 @@ pub fn stratified_split(
     seed: u64,
 ) -> Result<(FraudDataset, FraudDataset), DataError> {
     if !(0.0..1.0).contains(&test_fraction) {
-        return Err(DataError::Invalid(format!("test fraction {test_fraction} is not in [0, 1)")));
+        return Err(DataError::Invalid(format!(
+            "test fraction {test_fraction} is not in [0, 1)"
+        )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut test = Vec::new();
     let mut train = Vec::new();
     for class in [false, true] {
-        let mut idx: Vec<usize> = (0..data.len()).filter(|&i| data.records[i].fraud == class).collect();
+        let mut idx: Vec<usize> = (0..data.len())
+            .filter(|&i| data.records[i].fraud == class)
+            .collect();
         idx.shuffle(&mut rng);
         let n_test = (idx.len() as f64 * test_fraction).round() as usize;
         test.extend_from_slice(&idx[..n_test]);
@@ -50,11 +54,16 @@ pub struct RankingCase {
 /// out with all its records; everything else, including users with fewer items, trains.
 ///
 /// Returns the training part and the held-out `(user, item)` pairs, ordered by user.
-pub fn leave_last_out(data: &RatingsDataset, min_items: usize) -> (RatingsDataset, Vec<(u32, u32)>) {
+pub fn leave_last_out(
+    data: &RatingsDataset,
+    min_items: usize,
+) -> (RatingsDataset, Vec<(u32, u32)>) {
     // First (timestamp, line) of every user–item pair.
     let mut first_seen: HashMap<(u32, u32), (i64, usize)> = HashMap::new();
     for (line, r) in data.records.iter().enumerate() {
-        first_seen.entry((r.user, r.item)).or_insert((r.timestamp, line));
+        first_seen
+            .entry((r.user, r.item))
+            .or_insert((r.timestamp, line));
     }
     let mut last_item: HashMap<u32, ((i64, usize), u32)> = HashMap::new();
     let mut distinct: HashMap<u32, usize> = HashMap::new();
@@ -107,7 +116,11 @@ pub fn sample_negatives(
                 negatives.push(j);
             }
         }
-        cases.push(RankingCase { user, positive, negatives });
+        cases.push(RankingCase {
+            user,
+            positive,
+            negatives,
+        });
     }
     Ok(cases)
 }
@@ -121,7 +134,13 @@ mod tests {
     use crate::data::{Interaction, Transaction, Vocabulary};
 
     fn interaction(user: u32, item: u32, timestamp: i64) -> Interaction {
-        Interaction { user, item, value: 1.0, timestamp, country: NO_COUNTRY }
+        Interaction {
+            user,
+            item,
+            value: 1.0,
+            timestamp,
+            country: NO_COUNTRY,
+        }
     }
 
     fn vocab(items: usize) -> Arc<Vocabulary> {
@@ -154,7 +173,11 @@ mod tests {
 
     #[test]
     fn negatives_are_unseen_and_distinct() {
-        let records = vec![interaction(0, 0, 1), interaction(0, 1, 2), interaction(0, 2, 3)];
+        let records = vec![
+            interaction(0, 0, 1),
+            interaction(0, 1, 2),
+            interaction(0, 2, 3),
+        ];
         let data = RatingsDataset::new(records, vocab(6));
         let cases = sample_negatives(&data, &[(0, 2)], 3, 7).unwrap();
         let mut neg = cases[0].negatives.clone();
@@ -165,7 +188,12 @@ mod tests {
 
     #[test]
     fn stratified_split_keeps_class_counts() {
-        let t = |fraud| Transaction { time_s: 0.0, pca: [0.0; 28], amount: 1.0, fraud };
+        let t = |fraud| Transaction {
+            time_s: 0.0,
+            pca: [0.0; 28],
+            amount: 1.0,
+            fraud,
+        };
         let records: Vec<_> = (0..100).map(|i| t(i % 10 == 0)).collect();
         let data = FraudDataset { records };
         let (train, test) = stratified_split(&data, 0.2, 1).unwrap();

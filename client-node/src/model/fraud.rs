@@ -34,11 +34,22 @@ pub struct FraudConfig {
 
 impl Default for FraudConfig {
     fn default() -> Self {
-        Self { hidden: [64, 32], fraud_weight: None, seed: 0 }
+        Self {
+            hidden: [64, 32],
+            fraud_weight: None,
+            seed: 0,
+        }
     }
 }
 
-const NAMES: [&str; 6] = ["layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias", "layer3.weight", "layer3.bias"];
+const NAMES: [&str; 6] = [
+    "layer1.weight",
+    "layer1.bias",
+    "layer2.weight",
+    "layer2.bias",
+    "layer3.weight",
+    "layer3.bias",
+];
 const MEAN: &str = "standardiser.mean";
 const STD: &str = "standardiser.std";
 const OFFSET: &str = "calibration.logit_offset";
@@ -65,7 +76,11 @@ impl FraudMlp {
     }
 
     /// As [`FraudMlp::new`], on a chosen device.
-    pub fn on_device(train: &FraudDataset, config: FraudConfig, device: &Device) -> Result<Self, LearnError> {
+    pub fn on_device(
+        train: &FraudDataset,
+        config: FraudConfig,
+        device: &Device,
+    ) -> Result<Self, LearnError> {
         let frauds = train.num_frauds();
         if frauds == 0 || frauds == train.len() {
             return Err(LearnError::Config(format!(
@@ -73,26 +88,61 @@ impl FraudMlp {
                 train.len()
             )));
         }
-        let fraud_weight = config.fraud_weight.unwrap_or(((train.len() - frauds) as f64 / frauds as f64).sqrt());
+        let fraud_weight = config
+            .fraud_weight
+            .unwrap_or(((train.len() - frauds) as f64 / frauds as f64).sqrt());
         if !(fraud_weight.is_finite() && fraud_weight > 0.0) {
-            return Err(LearnError::Config(format!("fraud weight {fraud_weight} must be positive")));
+            return Err(LearnError::Config(format!(
+                "fraud weight {fraud_weight} must be positive"
+            )));
         }
+        // Limitation: the standardiser comes from this node's training part; in a federation
+        // every node takes it from the initial global model and it is never re-estimated
+        // (a secure-aggregated pass over feature sums and squares would lift this).
         let (mean, std) = standardiser(train);
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let widths = [NUM_FRAUD_FEATURES, config.hidden[0], config.hidden[1], 1];
         let mut vars = vec![
-            Named { name: MEAN, var: new_var(mean, &[NUM_FRAUD_FEATURES], device)?, scope: Scope::Shared },
-            Named { name: STD, var: new_var(std, &[NUM_FRAUD_FEATURES], device)?, scope: Scope::Shared },
-            Named { name: OFFSET, var: new_var(vec![fraud_weight.ln() as f32], &[1], device)?, scope: Scope::Shared },
+            Named {
+                name: MEAN,
+                var: new_var(mean, &[NUM_FRAUD_FEATURES], device)?,
+                scope: Scope::Shared,
+            },
+            Named {
+                name: STD,
+                var: new_var(std, &[NUM_FRAUD_FEATURES], device)?,
+                scope: Scope::Shared,
+            },
+            Named {
+                name: OFFSET,
+                var: new_var(vec![fraud_weight.ln() as f32], &[1], device)?,
+                scope: Scope::Shared,
+            },
         ];
         for layer in 0..3 {
             let (fan_in, fan_out) = (widths[layer], widths[layer + 1]);
             let he_std = (2.0 / fan_in as f64).sqrt();
-            let w = new_var(uniform(&mut rng, fan_in * fan_out, he_std), &[fan_out, fan_in], device)?;
-            vars.push(Named { name: NAMES[2 * layer], var: w, scope: Scope::Shared });
-            vars.push(Named { name: NAMES[2 * layer + 1], var: new_var(vec![0.0; fan_out], &[fan_out], device)?, scope: Scope::Shared });
+            let w = new_var(
+                uniform(&mut rng, fan_in * fan_out, he_std),
+                &[fan_out, fan_in],
+                device,
+            )?;
+            vars.push(Named {
+                name: NAMES[2 * layer],
+                var: w,
+                scope: Scope::Shared,
+            });
+            vars.push(Named {
+                name: NAMES[2 * layer + 1],
+                var: new_var(vec![0.0; fan_out], &[fan_out], device)?,
+                scope: Scope::Shared,
+            });
         }
-        let labels: Vec<f32> = train.records.iter().map(|r| f32::from(u8::from(r.fraud))).collect();
+        let labels: Vec<f32> = train
+            .records
+            .iter()
+            .map(|r| f32::from(u8::from(r.fraud)))
+            .collect();
         Ok(Self {
             fraud_weight,
             vars,
@@ -108,12 +158,19 @@ impl FraudMlp {
     }
 
     fn var(&self, name: &str) -> &Var {
-        &self.vars.iter().find(|v| v.name == name).expect("every fraud-model variable exists").var
+        &self
+            .vars
+            .iter()
+            .find(|v| v.name == name)
+            .expect("every fraud-model variable exists")
+            .var
     }
 
     /// Raw logits (before calibration) of a `[n, NUM_FRAUD_FEATURES]` feature matrix.
     fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = x.broadcast_sub(self.var(MEAN).as_tensor())?.broadcast_div(self.var(STD).as_tensor())?;
+        let mut h = x
+            .broadcast_sub(self.var(MEAN).as_tensor())?
+            .broadcast_div(self.var(STD).as_tensor())?;
         for layer in 0..3 {
             let w = self.var(NAMES[2 * layer]).as_tensor();
             let b = self.var(NAMES[2 * layer + 1]).as_tensor();
@@ -131,7 +188,9 @@ impl FraudMlp {
             return Ok(Vec::new());
         }
         let x = feature_matrix(data, self.features.device())?;
-        let logits = self.logits(&x)?.broadcast_sub(self.var(OFFSET).as_tensor())?;
+        let logits = self
+            .logits(&x)?
+            .broadcast_sub(self.var(OFFSET).as_tensor())?;
         Ok(candle_nn::ops::sigmoid(&logits)?.to_vec1::<f32>()?)
     }
 }
@@ -153,7 +212,11 @@ fn standardiser(data: &FraudDataset) -> (Vec<f32>, Vec<f32>) {
         .zip(&mean)
         .map(|(s, m)| {
             let sd = (s / n - m * m).max(0.0).sqrt();
-            if sd > 1e-12 { sd as f32 } else { 1.0 }
+            if sd > 1e-12 {
+                sd as f32
+            } else {
+                1.0
+            }
         })
         .collect();
     (mean.into_iter().map(|m| m as f32).collect(), std)
@@ -165,14 +228,27 @@ impl Objective for FraudMlp {
     }
 
     fn trainable(&self) -> Vec<Var> {
-        self.vars.iter().filter(|v| NAMES.contains(&v.name)).map(|v| v.var.clone()).collect()
+        self.vars
+            .iter()
+            .filter(|v| NAMES.contains(&v.name))
+            .map(|v| v.var.clone())
+            .collect()
     }
 
     fn shared_vars(&self) -> Vec<(&'static str, Var)> {
-        self.vars.iter().filter(|v| NAMES.contains(&v.name)).map(|v| (v.name, v.var.clone())).collect()
+        self.vars
+            .iter()
+            .filter(|v| NAMES.contains(&v.name))
+            .map(|v| (v.name, v.var.clone()))
+            .collect()
     }
 
-    fn batch_loss(&self, batch: &[usize], weight_decay: f64, _rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    fn batch_loss(
+        &self,
+        batch: &[usize],
+        weight_decay: f64,
+        _rng: &mut ChaCha8Rng,
+    ) -> candle_core::Result<Tensor> {
         let idx: Vec<u32> = batch.iter().map(|&k| k as u32).collect();
         let idx = Tensor::from_vec(idx, batch.len(), self.features.device())?;
         let x = self.features.index_select(&idx, 0)?;
@@ -203,20 +279,33 @@ impl Learner for FraudMlp {
         assign(&self.vars, Scope::Private, private)
     }
 
-    fn train(&mut self, config: &TrainConfig, global: Option<&ParameterSet>) -> Result<TrainReport, LearnError> {
+    fn train(
+        &mut self,
+        config: &TrainConfig,
+        global: Option<&ParameterSet>,
+    ) -> Result<TrainReport, LearnError> {
         fit(self, config, global)
     }
 
     fn evaluate(&self, held_out: &HeldOut) -> Result<Vec<Metric>, LearnError> {
         let HeldOut::Transactions(data) = held_out else {
-            return Err(LearnError::WrongHeldOut { task: "fraud", given: held_out.kind() });
+            return Err(LearnError::WrongHeldOut {
+                task: "fraud",
+                given: held_out.kind(),
+            });
         };
         let scores = self.predict(data)?;
         let labels: Vec<bool> = data.records.iter().map(|r| r.fraud).collect();
         Ok(vec![
             metric("roc_auc", metrics::roc_auc(&scores, &labels)?),
-            metric("average_precision", metrics::average_precision(&scores, &labels)?),
-            metric("recall@1%fpr", metrics::recall_at_fpr(&scores, &labels, 0.01)?),
+            metric(
+                "average_precision",
+                metrics::average_precision(&scores, &labels)?,
+            ),
+            metric(
+                "recall@1%fpr",
+                metrics::recall_at_fpr(&scores, &labels, 0.01)?,
+            ),
         ])
     }
 }

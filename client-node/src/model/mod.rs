@@ -31,7 +31,11 @@ pub(crate) fn uniform(rng: &mut ChaCha8Rng, len: usize, std: f64) -> Vec<f32> {
     (0..len).map(|_| rng.gen_range(-bound..bound)).collect()
 }
 
-pub(crate) fn new_var(values: Vec<f32>, shape: &[usize], device: &Device) -> candle_core::Result<Var> {
+pub(crate) fn new_var(
+    values: Vec<f32>,
+    shape: &[usize],
+    device: &Device,
+) -> candle_core::Result<Var> {
     Var::from_tensor(&Tensor::from_vec(values, shape, device)?)
 }
 
@@ -50,14 +54,28 @@ pub(crate) fn to_parameter_set(vars: &[Named]) -> Result<ParameterSet, LearnErro
 pub(crate) fn assign(vars: &[Named], scope: Scope, set: &ParameterSet) -> Result<(), LearnError> {
     let mut staged = Vec::new();
     for v in vars.iter().filter(|v| v.scope == scope) {
-        let t = set.get(v.name).ok_or_else(|| LearnError::MissingTensor(v.name.to_owned()))?;
+        let t = set
+            .get(v.name)
+            .ok_or_else(|| LearnError::MissingTensor(v.name.to_owned()))?;
         if t.shape != v.var.dims() {
-            return Err(LearnError::ShapeMismatch { name: v.name.to_owned(), expected: v.var.dims().to_vec(), found: t.shape.clone() });
+            return Err(LearnError::ShapeMismatch {
+                name: v.name.to_owned(),
+                expected: v.var.dims().to_vec(),
+                found: t.shape.clone(),
+            });
         }
         if let Some(i) = t.values.iter().position(|x| !x.is_finite()) {
-            return Err(LearnError::Parameters(hansa_protocol::ParameterError::NonFinite { name: v.name.to_owned(), index: i }));
+            return Err(LearnError::Parameters(
+                hansa_protocol::ParameterError::NonFinite {
+                    name: v.name.to_owned(),
+                    index: i,
+                },
+            ));
         }
-        staged.push((&v.var, Tensor::from_slice(&t.values, v.var.shape(), v.var.device())?));
+        staged.push((
+            &v.var,
+            Tensor::from_slice(&t.values, v.var.shape(), v.var.device())?,
+        ));
     }
     for (var, tensor) in staged {
         var.set(&tensor)?;

@@ -49,7 +49,12 @@ pub struct RecommenderConfig {
 impl Default for RecommenderConfig {
     /// Dimension 32, std 0.1, explicit ratings, seed 0.
     fn default() -> Self {
-        Self { dim: 32, init_std: 0.1, feedback: Feedback::Explicit, seed: 0 }
+        Self {
+            dim: 32,
+            init_std: 0.1,
+            feedback: Feedback::Explicit,
+            seed: 0,
+        }
     }
 }
 
@@ -80,16 +85,29 @@ impl Recommender {
     }
 
     /// As [`Recommender::new`], on a chosen device.
-    pub fn on_device(train: &RatingsDataset, config: RecommenderConfig, device: &Device) -> Result<Self, LearnError> {
+    pub fn on_device(
+        train: &RatingsDataset,
+        config: RecommenderConfig,
+        device: &Device,
+    ) -> Result<Self, LearnError> {
         if train.is_empty() {
             return Err(LearnError::EmptyPart);
         }
         if config.dim == 0 {
-            return Err(LearnError::Config("embedding dimension must be at least 1".into()));
+            return Err(LearnError::Config(
+                "embedding dimension must be at least 1".into(),
+            ));
         }
         let users = train.users();
-        let local_user: HashMap<u32, u32> = users.iter().enumerate().map(|(row, &u)| (u, row as u32)).collect();
-        let user_keys = users.iter().map(|&u| train.vocab.users.id(u).unwrap_or_default().to_owned()).collect();
+        let local_user: HashMap<u32, u32> = users
+            .iter()
+            .enumerate()
+            .map(|(row, &u)| (u, row as u32))
+            .collect();
+        let user_keys = users
+            .iter()
+            .map(|&u| train.vocab.users.id(u).unwrap_or_default().to_owned())
+            .collect();
 
         let mut seen = vec![HashSet::new(); users.len()];
         let mut examples = Vec::with_capacity(train.len());
@@ -100,8 +118,16 @@ impl Recommender {
                 examples.push((row, r.item, r.value));
             }
         }
-        let lo = train.records.iter().map(|r| r.value).fold(f32::INFINITY, f32::min);
-        let hi = train.records.iter().map(|r| r.value).fold(f32::NEG_INFINITY, f32::max);
+        let lo = train
+            .records
+            .iter()
+            .map(|r| r.value)
+            .fold(f32::INFINITY, f32::min);
+        let hi = train
+            .records
+            .iter()
+            .map(|r| r.value)
+            .fold(f32::NEG_INFINITY, f32::max);
 
         let (n_users, n_items, d) = (users.len(), train.num_items(), config.dim);
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -110,13 +136,50 @@ impl Recommender {
             Feedback::Implicit => 0.0,
         };
         let vars = vec![
-            Named { name: GLOBAL_BIAS, var: new_var(vec![global], &[1], device)?, scope: Scope::Shared },
-            Named { name: ITEM_BIAS, var: new_var(vec![0.0; n_items], &[n_items], device)?, scope: Scope::Shared },
-            Named { name: ITEM_EMBEDDING, var: new_var(uniform(&mut rng, n_items * d, config.init_std), &[n_items, d], device)?, scope: Scope::Shared },
-            Named { name: USER_BIAS, var: new_var(vec![0.0; n_users], &[n_users], device)?, scope: Scope::Private },
-            Named { name: USER_EMBEDDING, var: new_var(uniform(&mut rng, n_users * d, config.init_std), &[n_users, d], device)?, scope: Scope::Private },
+            Named {
+                name: GLOBAL_BIAS,
+                var: new_var(vec![global], &[1], device)?,
+                scope: Scope::Shared,
+            },
+            Named {
+                name: ITEM_BIAS,
+                var: new_var(vec![0.0; n_items], &[n_items], device)?,
+                scope: Scope::Shared,
+            },
+            Named {
+                name: ITEM_EMBEDDING,
+                var: new_var(
+                    uniform(&mut rng, n_items * d, config.init_std),
+                    &[n_items, d],
+                    device,
+                )?,
+                scope: Scope::Shared,
+            },
+            Named {
+                name: USER_BIAS,
+                var: new_var(vec![0.0; n_users], &[n_users], device)?,
+                scope: Scope::Private,
+            },
+            Named {
+                name: USER_EMBEDDING,
+                var: new_var(
+                    uniform(&mut rng, n_users * d, config.init_std),
+                    &[n_users, d],
+                    device,
+                )?,
+                scope: Scope::Private,
+            },
         ];
-        Ok(Self { config, vocab: Arc::clone(&train.vocab), user_keys, local_user, vars, examples, seen, rating_range: (lo, hi) })
+        Ok(Self {
+            config,
+            vocab: Arc::clone(&train.vocab),
+            user_keys,
+            local_user,
+            vars,
+            examples,
+            seen,
+            rating_range: (lo, hi),
+        })
     }
 
     /// External user id of each row of the private tensors.
@@ -130,7 +193,12 @@ impl Recommender {
     }
 
     fn var(&self, name: &str) -> &Var {
-        &self.vars.iter().find(|v| v.name == name).expect("every recommender variable exists").var
+        &self
+            .vars
+            .iter()
+            .find(|v| v.name == name)
+            .expect("every recommender variable exists")
+            .var
     }
 
     fn values(&self, name: &str) -> candle_core::Result<Vec<f32>> {
@@ -152,8 +220,13 @@ impl Recommender {
         for &(user, item) in pairs {
             let i = item as usize;
             if i >= bi.len() {
-                return Err(LearnError::Config(format!("item index {item} is outside the model's {} items", bi.len())));
+                return Err(LearnError::Config(format!(
+                    "item index {item} is outside the model's {} items",
+                    bi.len()
+                )));
             }
+            // Limitation: a user absent from this part has no embedding (cold start) and is
+            // ranked by item bias only; folding in their first interactions would lift it.
             let mut s = g + bi[i];
             if let Some(&row) = self.local_user.get(&user) {
                 let row = row as usize;
@@ -170,7 +243,9 @@ impl Recommender {
         if Arc::ptr_eq(&self.vocab, other) || self.vocab.items == other.items {
             Ok(())
         } else {
-            Err(LearnError::Config("held-out data indexes items with a different vocabulary".into()))
+            Err(LearnError::Config(
+                "held-out data indexes items with a different vocabulary".into(),
+            ))
         }
     }
 
@@ -178,7 +253,11 @@ impl Recommender {
         self.check_vocab(&data.vocab)?;
         let pairs: Vec<(u32, u32)> = data.records.iter().map(|r| (r.user, r.item)).collect();
         let (lo, hi) = self.rating_range;
-        let predictions: Vec<f32> = self.score(&pairs)?.into_iter().map(|s| s.clamp(lo, hi)).collect();
+        let predictions: Vec<f32> = self
+            .score(&pairs)?
+            .into_iter()
+            .map(|s| s.clamp(lo, hi))
+            .collect();
         let truths: Vec<f32> = data.records.iter().map(|r| r.value).collect();
         Ok(vec![
             metric("rmse", metrics::rmse(&predictions, &truths)?),
@@ -224,10 +303,19 @@ impl Objective for Recommender {
     }
 
     fn shared_vars(&self) -> Vec<(&'static str, Var)> {
-        self.vars.iter().filter(|v| v.scope == Scope::Shared).map(|v| (v.name, v.var.clone())).collect()
+        self.vars
+            .iter()
+            .filter(|v| v.scope == Scope::Shared)
+            .map(|v| (v.name, v.var.clone()))
+            .collect()
     }
 
-    fn batch_loss(&self, batch: &[usize], weight_decay: f64, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    fn batch_loss(
+        &self,
+        batch: &[usize],
+        weight_decay: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> candle_core::Result<Tensor> {
         let device = self.var(ITEM_EMBEDDING).device();
         let n = batch.len();
         let users: Vec<u32> = batch.iter().map(|&k| self.examples[k].0).collect();
@@ -238,7 +326,7 @@ impl Objective for Recommender {
         let pu = self.var(USER_EMBEDDING).index_select(&users, 0)?;
         let qi = self.var(ITEM_EMBEDDING).index_select(&items_t, 0)?;
         let bi = self.var(ITEM_BIAS).index_select(&items_t, 0)?;
-        let mut penalty = (pu.sqr()?.sum_all()? + qi.sqr()?.sum_all()?)? ;
+        let mut penalty = (pu.sqr()?.sum_all()? + qi.sqr()?.sum_all()?)?;
         penalty = (penalty + bi.sqr()?.sum_all()?)?;
 
         let data_loss = match self.config.feedback {
@@ -248,11 +336,15 @@ impl Objective for Recommender {
                 let ratings: Vec<f32> = batch.iter().map(|&k| self.examples[k].2).collect();
                 let ratings = Tensor::from_vec(ratings, n, device)?;
                 let dot = (&pu * &qi)?.sum(1)?;
-                let prediction = (dot + bu + bi)?.broadcast_add(self.var(GLOBAL_BIAS).as_tensor())?;
+                let prediction =
+                    (dot + bu + bi)?.broadcast_add(self.var(GLOBAL_BIAS).as_tensor())?;
                 (prediction - ratings)?.sqr()?.mean_all()?
             }
             Feedback::Implicit => {
-                let negatives: Vec<u32> = batch.iter().map(|&k| self.sample_negative(self.examples[k].0, rng)).collect();
+                let negatives: Vec<u32> = batch
+                    .iter()
+                    .map(|&k| self.sample_negative(self.examples[k].0, rng))
+                    .collect();
                 let negatives = Tensor::from_vec(negatives, n, device)?;
                 let qj = self.var(ITEM_EMBEDDING).index_select(&negatives, 0)?;
                 let bj = self.var(ITEM_BIAS).index_select(&negatives, 0)?;
@@ -283,7 +375,11 @@ impl Learner for Recommender {
         assign(&self.vars, Scope::Private, private)
     }
 
-    fn train(&mut self, config: &TrainConfig, global: Option<&ParameterSet>) -> Result<TrainReport, LearnError> {
+    fn train(
+        &mut self,
+        config: &TrainConfig,
+        global: Option<&ParameterSet>,
+    ) -> Result<TrainReport, LearnError> {
         fit(self, config, global)
     }
 
@@ -291,7 +387,10 @@ impl Learner for Recommender {
         match held_out {
             HeldOut::Ratings(data) => self.evaluate_ratings(data),
             HeldOut::Ranking(cases) => self.evaluate_ranking(cases),
-            other => Err(LearnError::WrongHeldOut { task: "recommender", given: other.kind() }),
+            other => Err(LearnError::WrongHeldOut {
+                task: "recommender",
+                given: other.kind(),
+            }),
         }
     }
 }

@@ -60,6 +60,16 @@ pub enum SessionEnd {
     BudgetExhausted(String),
 }
 
+/// A point in a node's conversation where a simulated fault may cut the link
+/// (simulations and tests use it to drop a node at a chosen phase).
+#[derive(Debug, Clone, Copy)]
+pub enum Moment<'a> {
+    /// The node has just received this message and not yet acted on it.
+    Received(&'a Message),
+    /// The node has just sent this message.
+    Sent(&'a Message),
+}
+
 /// Where the node is within a round.
 enum Phase {
     Idle,
@@ -70,6 +80,29 @@ enum Phase {
         secagg: Box<SecAggNode>,
     },
     Completed(Round),
+}
+
+/// Sees every update exactly as it leaves the node (after clipping, noise and
+/// quantisation, before masking), for a merchant's audit log or a test.
+pub type ReleaseObserver = Box<dyn FnMut(Release<'_>) + Send>;
+
+/// One released update, as a [`ReleaseObserver`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Release<'a> {
+    /// A plain update's values (secure aggregation off).
+    Plain {
+        /// The round.
+        round: Round,
+        /// Δ after the privacy step, flat.
+        values: &'a [f32],
+    },
+    /// The quantised, noised words that were then masked (secure aggregation on).
+    Quantised {
+        /// The round.
+        round: Round,
+        /// The words before masking.
+        words: &'a [u32],
+    },
 }
 
 /// A merchant's node: its learner, held-out data, ledger and store.
@@ -83,6 +116,7 @@ pub struct Participant {
     store: Option<NodeStore>,
     last_round: Option<Round>,
     phase: Phase,
+    observer: Option<ReleaseObserver>,
 }
 
 impl Participant {
@@ -118,7 +152,13 @@ impl Participant {
             store,
             last_round,
             phase: Phase::Idle,
+            observer: None,
         })
+    }
+
+    /// Calls `observer` with every update as it leaves the node.
+    pub fn observe_releases(&mut self, observer: ReleaseObserver) {
+        self.observer = Some(observer);
     }
 
     /// The node's own ledger.
@@ -137,8 +177,18 @@ impl Participant {
     }
 
     /// Says hello and serves the aggregator until the link closes.
-    #[tracing::instrument(name = "node", skip_all, fields(merchant = %self.merchant))]
     pub async fn serve(&mut self, link: &mut Link) -> Result<SessionEnd, NodeError> {
+        self.serve_with_faults(link, |_| false).await
+    }
+
+    /// [`Participant::serve`], but stops (as if the node crashed) as soon as `fault`
+    /// returns true for a [`Moment`]; the caller then drops the link.
+    #[tracing::instrument(name = "node", skip_all, fields(merchant = %self.merchant))]
+    pub async fn serve_with_faults(
+        &mut self,
+        link: &mut Link,
+        mut fault: impl FnMut(Moment<'_>) -> bool,
+    ) -> Result<SessionEnd, NodeError> {
         link.send(&Message::Hello(Hello {
             merchant: self.merchant.clone(),
             software_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -168,6 +218,9 @@ impl Participant {
                 Ok(message) => message,
                 Err(e) => return Ok(SessionEnd::Closed(e.to_string())),
             };
+            if fault(Moment::Received(&message)) {
+                return Ok(SessionEnd::Closed(format!("fault injected on receiving {}", message.kind())));
+            }
             if let Message::Error(e) = &message {
                 if e.code == ErrorCode::BudgetExhausted {
                     info!(merchant = %self.merchant, detail = %e.detail, "federation stopped for its privacy budget");
@@ -179,6 +232,9 @@ impl Participant {
             let replies = run_blocking(|| self.handle(message))?;
             for reply in replies {
                 link.send(&reply).await?;
+                if fault(Moment::Sent(&reply)) {
+                    return Ok(SessionEnd::Closed(format!("fault injected after sending {}", reply.kind())));
+                }
             }
         }
     }
@@ -261,6 +317,9 @@ impl Participant {
 
         let (report, delta) = self.train(&config, &global)?;
         let protected = protect_plain(delta, &config.privacy)?;
+        if let Some(observe) = &mut self.observer {
+            observe(Release::Plain { round: config.round, values: &protected });
+        }
         let delta = ParameterSet::from_flat(&global.spec(), &protected)
             .map_err(UpdateError::from)?;
         self.charge(rho)?;
@@ -285,6 +344,9 @@ impl Participant {
         // and the sensitivity bound needs bounded weights.
         let mut rng = ChaCha20Rng::from_entropy();
         let protected = protect_for_secagg(delta, 1.0, &config.privacy, None, config.cohort.len(), &mut rng)?;
+        if let Some(observe) = &mut self.observer {
+            observe(Release::Quantised { round: config.round, words: &protected.words });
+        }
         let masked = secagg.mask(protected.words)?;
         self.charge(rho)?;
         Ok(Message::MaskedUpdate(masked))

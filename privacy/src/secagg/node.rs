@@ -62,6 +62,7 @@ struct PeerKeys {
 }
 
 /// One node's secure-aggregation state for one round.
+#[must_use = "a node must be driven through every phase of the round"]
 pub struct SecAggNode {
     me: MerchantId,
     round: Round,

@@ -49,6 +49,7 @@ pub struct UnmaskedSum {
 }
 
 /// The aggregator's secure-aggregation state for one round.
+#[must_use = "the server must be driven to finish() to produce the sum"]
 pub struct SecAggServer {
     round: Round,
     threshold: usize,

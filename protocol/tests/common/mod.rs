@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use hansa_protocol::messages::{Hello, Welcome};
 use hansa_protocol::{
-    AggregatorEndpoint, HandshakeError, Identity, LinkError, MerchantId, Message,
-    TransportSettings,
+    AggregatorEndpoint, HandshakeError, Identity, LinkError, MerchantId, Message, TransportSettings,
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use tokio::sync::mpsc;
 
@@ -44,7 +43,13 @@ impl TestCa {
     }
 
     /// Certificate and key PEM for a leaf, valid now unless `expired`.
-    pub fn leaf(&self, common_name: &str, sans: &[&str], server: bool, expired: bool) -> (String, String) {
+    pub fn leaf(
+        &self,
+        common_name: &str,
+        sans: &[&str],
+        server: bool,
+        expired: bool,
+    ) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut p = params(common_name, sans);
         p.extended_key_usages = vec![if server {
@@ -82,8 +87,12 @@ pub enum Seen {
 }
 
 /// Serves hellos on 127.0.0.1 until dropped; every connection's outcome goes to the channel.
-pub fn serve(identity: &Identity, settings: TransportSettings) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
-    let endpoint = AggregatorEndpoint::bind("127.0.0.1:0".parse().unwrap(), identity, settings).unwrap();
+pub fn serve(
+    identity: &Identity,
+    settings: TransportSettings,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let endpoint =
+        AggregatorEndpoint::bind("127.0.0.1:0".parse().unwrap(), identity, settings).unwrap();
     let addr = endpoint.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let endpoint = Arc::new(endpoint);
@@ -106,6 +115,7 @@ pub fn serve(identity: &Identity, settings: TransportSettings) -> (SocketAddr, m
                                 merchant: merchant.clone(),
                                 software_version: "test".into(),
                                 current_round: 0,
+                                wants_initial_model: false,
                             });
                             let _ = link.send(&welcome).await;
                             let _ = tx.send(Seen::Hello(merchant.clone(), hello));
@@ -132,7 +142,10 @@ pub fn hello(merchant: &str) -> Message {
 }
 
 /// A raw quinn client with a rustls config of the test's choosing.
-pub async fn raw_connect(addr: SocketAddr, tls: rustls::ClientConfig) -> Result<quinn::Connection, quinn::ConnectionError> {
+pub async fn raw_connect(
+    addr: SocketAddr,
+    tls: rustls::ClientConfig,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
     let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(tls)));

@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(p.names(), vec!["UK", OTHER]);
         assert_eq!(p.sizes(), vec![4, 4]);
         // A cap at or above the number of groups changes nothing.
-        assert_eq!(natural(&keys, 1, Some(4)).unwrap().sizes(), vec![4, 2, 1, 1]);
+        assert_eq!(
+            natural(&keys, 1, Some(4)).unwrap().sizes(),
+            vec![4, 2, 1, 1]
+        );
         assert_eq!(natural(&keys, 1, Some(3)).unwrap().sizes(), vec![4, 2, 2]);
         assert_eq!(natural(&keys, 1, Some(0)), Err(PartitionError::NoMerchants));
         let none: [&str; 0] = [];

@@ -65,7 +65,9 @@ impl Partition {
             let mut counts = vec![0usize; classes.len()];
             let mut total = 0usize;
             for i in indices {
-                let c = classes.binary_search(&labels[i]).expect("label of a known class");
+                let c = classes
+                    .binary_search(&labels[i])
+                    .expect("label of a known class");
                 counts[c] += 1;
                 total += 1;
             }
@@ -80,7 +82,11 @@ impl Partition {
             .iter()
             .map(|m| {
                 let own = histogram(&mut m.indices.iter().copied());
-                0.5 * own.iter().zip(&pooled).map(|(a, b)| (a - b).abs()).sum::<f64>()
+                0.5 * own
+                    .iter()
+                    .zip(&pooled)
+                    .map(|(a, b)| (a - b).abs())
+                    .sum::<f64>()
             })
             .collect();
         distances.iter().sum::<f64>() / distances.len().max(1) as f64
@@ -146,6 +152,14 @@ pub enum PartitionError {
         /// The class the merchant got fewest of, as a label value.
         class: u64,
     },
+    /// α so small that Dirichlet draws keep underflowing to 0/0.
+    #[error("dirichlet(alpha = {alpha}): {attempts} draws in a row underflowed to 0/0; alpha is too small to sample, use alpha ≥ 0.01")]
+    DirichletUnderflow {
+        /// α.
+        alpha: f64,
+        /// Draws tried.
+        attempts: usize,
+    },
     /// α not finite or not positive.
     #[error("dirichlet: alpha = {0} must be a finite number greater than 0")]
     BadAlpha(f64),
@@ -183,17 +197,19 @@ pub fn split(
     let kind = spec.name();
     let n = input.examples;
     let count_or_err = || {
-        count.map(|c| c as usize).ok_or(PartitionError::MissingInput {
-            kind,
-            what: "merchants.count".to_string(),
-        })
+        count
+            .map(|c| c as usize)
+            .ok_or(PartitionError::MissingInput {
+                kind,
+                what: "merchants.count".to_string(),
+            })
     };
-    match spec {
+    let partition = match spec {
         PartitionSpec::Natural { min_examples, .. } => {
             let groups = slice_for(kind, input.groups, n, "a group key per example")?;
             natural(groups, *min_examples, count.map(|c| c as usize))
         }
-        PartitionSpec::Iid => iid(n, count_or_err()?, seed),
+        PartitionSpec::Iid {} => iid(n, count_or_err()?, seed),
         PartitionSpec::Dirichlet {
             alpha,
             over,
@@ -209,7 +225,15 @@ pub fn split(
             let groups = slice_for(kind, input.groups, n, "a group key per example")?;
             by_attribute(groups, field, count_or_err()?)
         }
-    }
+    }?;
+    tracing::info!(
+        kind,
+        merchants = partition.merchants.len(),
+        examples = n,
+        smallest = partition.sizes().into_iter().min().unwrap_or(0),
+        "partition made"
+    );
+    Ok(partition)
 }
 
 /// The slice when it is present and has one entry per example.

@@ -99,20 +99,23 @@ pub fn dirichlet(
         let mut taken = vec![vec![0usize; classes.len()]; count];
         for (c, class_members) in members.iter_mut().enumerate() {
             class_members.shuffle(&mut rng);
-            let Some(shares) = draw_shares(count, alpha, &mut rng) else {
-                continue; // every gamma underflowed: a NaN draw; leave it to the size check
-            };
-            for (m, range) in cut_points(class_members.len(), &shares).into_iter().enumerate() {
+            let shares = draw_shares(count, alpha, &mut rng)?;
+            for (m, range) in cut_points(class_members.len(), &shares)
+                .into_iter()
+                .enumerate()
+            {
                 taken[m][c] = range.len();
                 parts[m].extend_from_slice(&class_members[range]);
             }
         }
-        let assigned: usize = parts.iter().map(Vec::len).sum();
-        let short = (0..count).find(|&m| (parts[m].len() as u64) < min_each);
-        match short {
-            None if assigned == keys.len() => return Ok(shards(parts)),
-            _ => {
-                let m = short.unwrap_or(0);
+        debug_assert_eq!(
+            parts.iter().map(Vec::len).sum::<usize>(),
+            keys.len(),
+            "cut points cover every example once"
+        );
+        match (0..count).find(|&m| (parts[m].len() as u64) < min_each) {
+            None => return Ok(shards(parts)),
+            Some(m) => {
                 let fewest = (0..classes.len()).min_by_key(|&c| taken[m][c]).unwrap_or(0);
                 last_short = (m, parts[m].len(), classes[fewest]);
             }
@@ -129,14 +132,29 @@ pub fn dirichlet(
     })
 }
 
-/// One draw of merchant shares from Dirichlet(α, …, α); `None` when the draw is not a
-/// probability vector (tiny α can make every gamma variate underflow to 0).
-fn draw_shares(count: usize, alpha: f64, rng: &mut impl rand::Rng) -> Option<Vec<f64>> {
+/// One draw of merchant shares from Dirichlet(α, …, α). With a tiny α every gamma
+/// variate can underflow to 0 and the draw is 0/0; such draws are repeated, and after
+/// [`MAX_DIRICHLET_ATTEMPTS`] of them α is refused as too small to sample.
+fn draw_shares(
+    count: usize,
+    alpha: f64,
+    rng: &mut impl rand::Rng,
+) -> Result<Vec<f64>, PartitionError> {
     if count == 1 {
-        return Some(vec![1.0]);
+        return Ok(vec![1.0]);
     }
-    let shares = Dirichlet::new_with_size(alpha, count).ok()?.sample(rng);
-    shares.iter().all(|p| p.is_finite()).then_some(shares)
+    let dirichlet =
+        Dirichlet::new_with_size(alpha, count).map_err(|_| PartitionError::BadAlpha(alpha))?;
+    for _ in 0..MAX_DIRICHLET_ATTEMPTS {
+        let shares = dirichlet.sample(rng);
+        if shares.iter().all(|p| p.is_finite()) {
+            return Ok(shares);
+        }
+    }
+    Err(PartitionError::DirichletUnderflow {
+        alpha,
+        attempts: MAX_DIRICHLET_ATTEMPTS,
+    })
 }
 
 /// Splits `0..len` into consecutive ranges with the given shares: range m ends at
@@ -168,6 +186,18 @@ mod tests {
         assert_eq!(cut_points(3, &[0.0, 1.0]), vec![0..0, 0..3]);
         // Rounding never runs past the end.
         assert_eq!(cut_points(1, &[0.6, 0.6]), vec![0..1, 1..1]);
+    }
+
+    #[test]
+    fn an_alpha_too_small_to_sample_is_refused() {
+        let keys = vec![0u64, 1, 0, 1];
+        assert_eq!(
+            dirichlet(&keys, 2, 1e-300, 1, 0),
+            Err(PartitionError::DirichletUnderflow {
+                alpha: 1e-300,
+                attempts: MAX_DIRICHLET_ATTEMPTS
+            })
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub fn render_markdown(result: &RunResult) -> String {
     let p = &result.privacy;
     let (eps, del) = result.privacy_spent().unzip();
     let _ = writeln!(out, "## Privacy spent\n");
-    let _ = writeln!(out, "| DP mode | clip norm | noise multiplier | secure aggregation | ε spent | δ |");
+    let _ = writeln!(
+        out,
+        "| DP mode | clip norm | noise multiplier | secure aggregation | ε spent | δ |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---|---:|---:|");
     let _ = writeln!(
         out,
@@ -70,7 +73,10 @@ pub fn render_markdown(result: &RunResult) -> String {
         metric.name
     );
     let _ = writeln!(out, "Contribution: {}.\n", result.contribution_method);
-    let _ = writeln!(out, "| merchant | examples | local-only | federated | lift | lift % | contribution |");
+    let _ = writeln!(
+        out,
+        "| merchant | examples | local-only | federated | lift | lift % | contribution |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     for m in &result.merchants {
         let _ = writeln!(
@@ -87,7 +93,11 @@ pub fn render_markdown(result: &RunResult) -> String {
     }
 
     let _ = writeln!(out, "\n## Federated rounds\n");
-    let _ = writeln!(out, "| round | {} | ε | δ | contributors | drops |", metric.name);
+    let _ = writeln!(
+        out,
+        "| round | {} | ε | δ | contributors | drops |",
+        metric.name
+    );
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
     for r in result.rounds.iter().filter(|r| r.arm == Arm::Federated) {
         let _ = writeln!(
@@ -106,6 +116,10 @@ pub fn render_markdown(result: &RunResult) -> String {
     let _ = writeln!(out, "![{} per round](metric.svg)\n", metric.name);
     let _ = writeln!(out, "![ε per round](epsilon.svg)\n");
     let _ = writeln!(out, "![lift per merchant](lift.svg)\n");
-    let _ = writeln!(out, "## Scenario\n\n```toml\n{}\n```", result.scenario_toml.trim_end());
+    let _ = writeln!(
+        out,
+        "## Scenario\n\n```toml\n{}\n```",
+        result.scenario_toml.trim_end()
+    );
     out
 }

@@ -76,6 +76,26 @@ pub struct MetricSpec {
     pub higher_is_better: bool,
 }
 
+impl MetricSpec {
+    /// How much better `after` is than `before`, in metric units; positive = better
+    /// whichever way the metric points.
+    pub fn gain(&self, before: f64, after: f64) -> f64 {
+        if self.higher_is_better {
+            after - before
+        } else {
+            before - after
+        }
+    }
+}
+
+/// Leave-one-out contributions: merchant i's is how much better the metric `with_all`
+/// merchants is than `without[i]`, the metric of the same run without merchant i
+/// (positive = the merchant helps; in metric units). State the rounds it was measured
+/// over in [`RunResult::contribution_method`].
+pub fn leave_one_out(metric: &MetricSpec, with_all: f64, without: &[f64]) -> Vec<f64> {
+    without.iter().map(|&w| metric.gain(w, with_all)).collect()
+}
+
 /// The privacy settings and guarantee, as the report states them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrivacySummary {
@@ -140,11 +160,7 @@ pub struct MerchantRow {
 impl MerchantRow {
     /// Gain from joining, in metric units; positive when the federated model is better.
     pub fn lift(&self, metric: &MetricSpec) -> f64 {
-        if metric.higher_is_better {
-            self.federated - self.local_only
-        } else {
-            self.local_only - self.federated
-        }
+        metric.gain(self.local_only, self.federated)
     }
 
     /// [`MerchantRow::lift`] relative to the local-only metric, in percent (`None` when

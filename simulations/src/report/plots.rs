@@ -53,7 +53,10 @@ pub fn plot_metric(result: &RunResult, path: &Path) -> Result<(), ReportError> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(round_range(result), padded_range(result.rounds.iter().map(|r| r.metric)))
+        .build_cartesian_2d(
+            round_range(result),
+            padded_range(result.rounds.iter().map(|r| r.metric)),
+        )
         .map_err(&err)?;
     chart
         .configure_mesh()
@@ -78,9 +81,15 @@ pub fn plot_metric(result: &RunResult, path: &Path) -> Result<(), ReportError> {
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
             .map_err(&err)?
             .label(arm.name())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
         chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, colour.filled())),
+            )
             .map_err(&err)?;
     }
     chart
@@ -105,8 +114,14 @@ pub fn plot_epsilon(result: &RunResult, path: &Path) -> Result<(), ReportError> 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
     let caption = match result.privacy_spent() {
-        Some((_, delta)) => format!("{}: ε spent per round (δ = {delta:e})", result.scenario_name),
-        None => format!("{}: no differential-privacy bound (DP {})", result.scenario_name, result.privacy.mode),
+        Some((_, delta)) => format!(
+            "{}: ε spent per round (δ = {delta:e})",
+            result.scenario_name
+        ),
+        None => format!(
+            "{}: no differential-privacy bound (DP {})",
+            result.scenario_name, result.privacy.mode
+        ),
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, (FONT, 22))
@@ -130,7 +145,9 @@ pub fn plot_epsilon(result: &RunResult, path: &Path) -> Result<(), ReportError> 
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
             .map_err(&err)?
             .label("ε (federated)")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
@@ -185,7 +202,10 @@ pub fn plot_lift(result: &RunResult, path: &Path) -> Result<(), ReportError> {
         .draw_series(lifts.iter().enumerate().map(|(i, &lift)| {
             let colour = if lift > 0.0 { gain } else { loss };
             let mut bar = Rectangle::new(
-                [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), lift)],
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), lift),
+                ],
                 colour.filled(),
             );
             bar.set_margin(0, 0, 6, 6);

@@ -11,7 +11,11 @@ pub fn summary_table(result: &RunResult) -> String {
     let metric = &result.metric;
     let mut out = String::new();
     let _ = writeln!(out, "{}  ({})", result.scenario_name, metric.name);
-    let _ = writeln!(out, "{:<14} {:>6} {:>10} {:>8}", "arm", "round", metric.name, "ε");
+    let _ = writeln!(
+        out,
+        "{:<14} {:>6} {:>10} {:>8}",
+        "arm", "round", metric.name, "ε"
+    );
     for arm in Arm::ALL {
         if let Some(r) = result.final_row(arm) {
             let _ = writeln!(
@@ -31,7 +35,11 @@ pub fn summary_table(result: &RunResult) -> String {
         result.privacy.mode,
         number(eps, 2),
         delta(del),
-        if result.privacy.secure_aggregation { "on" } else { "off" }
+        if result.privacy.secure_aggregation {
+            "on"
+        } else {
+            "off"
+        }
     );
     let width = result
         .merchants

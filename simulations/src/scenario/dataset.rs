@@ -145,13 +145,19 @@ mod tests {
         let s = spec(DatasetKind::Movielens100k, Some("/x/ml"));
         assert_eq!(s.resolve_path(Some("/d"), root), PathBuf::from("/x/ml"));
         let s = spec(DatasetKind::Movielens100k, None);
-        assert_eq!(s.resolve_path(Some("/d"), root), PathBuf::from("/d/movielens-100k"));
+        assert_eq!(
+            s.resolve_path(Some("/d"), root),
+            PathBuf::from("/d/movielens-100k")
+        );
         assert_eq!(
             s.resolve_path(None, root),
             PathBuf::from("/nonexistent/repo/../shared/data/movielens-100k")
         );
         let s = spec(DatasetKind::Creditcard, None);
-        assert_eq!(s.resolve_path(Some(""), root), root.join("../shared/data/creditcard-fraud-ulb"));
+        assert_eq!(
+            s.resolve_path(Some(""), root),
+            root.join("../shared/data/creditcard-fraud-ulb")
+        );
     }
 
     #[test]
@@ -159,7 +165,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(BUNDLED_ONLINE_RETAIL)).unwrap();
         let s = spec(DatasetKind::OnlineRetail, None);
-        assert_eq!(s.resolve_path(None, dir.path()), dir.path().join(BUNDLED_ONLINE_RETAIL));
+        assert_eq!(
+            s.resolve_path(None, dir.path()),
+            dir.path().join(BUNDLED_ONLINE_RETAIL)
+        );
         // Another data set never falls back to the bundled folder.
         let s = spec(DatasetKind::Creditcard, None);
         assert_eq!(

@@ -134,23 +134,23 @@ fn first_round() -> u64 {
 pub enum Attack {
     /// Trains on flipped labels (fraud ↔ legitimate; rating r → 6 − r; implicit: the
     /// positives become negatives).
-    LabelFlip,
+    LabelFlip {},
     /// Sends its honest update multiplied by `factor` (before clipping, which bounds it).
     ScaledUpdate {
         /// Multiplier, finite and ≠ 0; e.g. 10.
         factor: f64,
     },
     /// Sends the negated honest update.
-    SignFlip,
+    SignFlip {},
 }
 
 impl Attack {
     /// The attack's name as written in scenario files.
     pub fn name(&self) -> &'static str {
         match self {
-            Attack::LabelFlip => "label-flip",
+            Attack::LabelFlip {} => "label-flip",
             Attack::ScaledUpdate { .. } => "scaled-update",
-            Attack::SignFlip => "sign-flip",
+            Attack::SignFlip {} => "sign-flip",
         }
     }
 }

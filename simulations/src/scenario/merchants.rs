@@ -47,7 +47,7 @@ pub enum PartitionSpec {
     },
     /// Examples shuffled under the seed and dealt into `count` equal parts (sizes differ
     /// by at most one).
-    Iid,
+    Iid {},
     /// Label or item skew: each class's examples are split across merchants by
     /// proportions drawn from Dirichlet(α, …, α). Small α: each merchant sees few classes.
     Dirichlet {
@@ -90,7 +90,7 @@ impl PartitionSpec {
     pub fn name(&self) -> &'static str {
         match self {
             PartitionSpec::Natural { .. } => "natural",
-            PartitionSpec::Iid => "iid",
+            PartitionSpec::Iid {} => "iid",
             PartitionSpec::Dirichlet { .. } => "dirichlet",
             PartitionSpec::ByAttribute { .. } => "by-attribute",
         }

@@ -53,8 +53,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use dataset::{
-    DatasetKind, DatasetSpec, Feedback, TaskKind, TaskSpec, BUNDLED_ONLINE_RETAIL,
-    DATA_DIR_ENV, DEFAULT_DATA_DIR,
+    DatasetKind, DatasetSpec, Feedback, TaskKind, TaskSpec, BUNDLED_ONLINE_RETAIL, DATA_DIR_ENV,
+    DEFAULT_DATA_DIR,
 };
 pub use faults::{Attack, DelaySpec, DropoutSpec, FaultsSpec, PoisonSpec, StragglerSpec};
 pub use merchants::{DirichletOver, MerchantsSpec, PartitionSpec};
@@ -202,6 +202,12 @@ impl Scenario {
         };
         scenario.validate()?;
         Ok(scenario)
+    }
+
+    /// The scenario as TOML, after overrides and with every default filled in: what the
+    /// report echoes, and a file that reproduces the run.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(self).expect("a scenario has only TOML-representable fields")
     }
 
     /// The output folder: `output_dir`, or `runs/<name>`.

@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(t["rounds"].as_integer(), Some(2));
         assert_eq!(t["privacy"]["noise_multiplier"].as_float(), Some(0.8));
         assert_eq!(t["privacy"]["mode"].as_str(), Some("central"));
-        assert_eq!(t["privacy"]["secure_aggregation"]["enabled"].as_bool(), Some(true));
+        assert_eq!(
+            t["privacy"]["secure_aggregation"]["enabled"].as_bool(),
+            Some(true)
+        );
         assert_eq!(t["dataset"]["kind"].as_str(), Some("creditcard"));
         let hidden: Vec<i64> = t["model"]["hidden"]
             .as_array()

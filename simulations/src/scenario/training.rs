@@ -88,7 +88,7 @@ pub enum StrategySpec {
     Fedyogi(AdaptiveSpec),
     /// Coordinate-wise median of the updates (robust to a minority of poisoned nodes).
     /// Needs plain updates: refused with secure aggregation, which only reveals the sum.
-    Median,
+    Median {},
     /// Coordinate-wise mean after dropping the largest and smallest `trim_fraction`.
     /// Needs plain updates, as `median`.
     TrimmedMean {
@@ -114,7 +114,7 @@ impl StrategySpec {
             StrategySpec::Fedprox { .. } => "fedprox",
             StrategySpec::Fedadam(_) => "fedadam",
             StrategySpec::Fedyogi(_) => "fedyogi",
-            StrategySpec::Median => "median",
+            StrategySpec::Median {} => "median",
             StrategySpec::TrimmedMean { .. } => "trimmed-mean",
         }
     }

@@ -23,7 +23,11 @@ fn positive(field: &str, value: f64) -> Result<(), ScenarioError> {
     if value > 0.0 && value.is_finite() {
         Ok(())
     } else {
-        Err(invalid(field, value, "must be a finite number greater than 0"))
+        Err(invalid(
+            field,
+            value,
+            "must be a finite number greater than 0",
+        ))
     }
 }
 
@@ -50,7 +54,11 @@ fn half_open(field: &str, value: f64, low: f64, high: f64) -> Result<(), Scenari
     if value >= low && value < high {
         Ok(())
     } else {
-        Err(invalid(field, value, format!("must lie in [{low}, {high})")))
+        Err(invalid(
+            field,
+            value,
+            format!("must lie in [{low}, {high})"),
+        ))
     }
 }
 
@@ -115,10 +123,14 @@ impl Scenario {
         match &m.partition {
             PartitionSpec::Natural { attribute, .. } => {
                 if attribute.trim().is_empty() {
-                    return Err(invalid("merchants.partition.attribute", "\"\"", "must name an attribute"));
+                    return Err(invalid(
+                        "merchants.partition.attribute",
+                        "\"\"",
+                        "must name an attribute",
+                    ));
                 }
             }
-            PartitionSpec::Iid => {}
+            PartitionSpec::Iid {} => {}
             PartitionSpec::Dirichlet {
                 alpha,
                 over,
@@ -145,7 +157,11 @@ impl Scenario {
             }
             PartitionSpec::ByAttribute { field } => {
                 if field.trim().is_empty() {
-                    return Err(invalid("merchants.partition.field", "\"\"", "must name an attribute"));
+                    return Err(invalid(
+                        "merchants.partition.field",
+                        "\"\"",
+                        "must name an attribute",
+                    ));
                 }
             }
         }
@@ -154,7 +170,10 @@ impl Scenario {
             None if needs_count => Err(invalid(
                 "merchants.count",
                 "(missing)",
-                format!("is required for partition kind = \"{}\"", m.partition.name()),
+                format!(
+                    "is required for partition kind = \"{}\"",
+                    m.partition.name()
+                ),
             )),
             Some(0) => Err(invalid("merchants.count", 0, "must be at least 1")),
             _ => Ok(()),
@@ -184,7 +203,11 @@ impl Scenario {
         at_least_one("training.update_deadline_ms", t.update_deadline_ms)?;
         at_least_one("model.embedding_dim", self.model.embedding_dim.into())?;
         if let Some(i) = self.model.hidden.iter().position(|&w| w == 0) {
-            return Err(invalid(&format!("model.hidden[{i}]"), 0, "a layer needs at least 1 unit"));
+            return Err(invalid(
+                &format!("model.hidden[{i}]"),
+                0,
+                "a layer needs at least 1 unit",
+            ));
         }
         match &self.strategy {
             StrategySpec::Fedavg {
@@ -203,7 +226,7 @@ impl Scenario {
                 half_open("strategy.beta2", a.beta2, 0.0, 1.0)?;
                 positive("strategy.tau", a.tau)
             }
-            StrategySpec::Median => Ok(()),
+            StrategySpec::Median {} => Ok(()),
             StrategySpec::TrimmedMean { trim_fraction } => {
                 half_open("strategy.trim_fraction", *trim_fraction, 0.0, 0.5)
             }
@@ -217,7 +240,11 @@ impl Scenario {
             positive("privacy.noise_multiplier", p.noise_multiplier)?;
         }
         if !(p.delta > 0.0 && p.delta < 1.0) {
-            return Err(invalid("privacy.delta", p.delta, "must lie strictly between 0 and 1"));
+            return Err(invalid(
+                "privacy.delta",
+                p.delta,
+                "must lie strictly between 0 and 1",
+            ));
         }
         if let Some(eps) = p.max_epsilon {
             positive("privacy.max_epsilon", eps)?;
@@ -232,7 +259,10 @@ impl Scenario {
             ));
         }
         if secagg.enabled
-            && matches!(self.strategy, StrategySpec::Median | StrategySpec::TrimmedMean { .. })
+            && matches!(
+                self.strategy,
+                StrategySpec::Median {} | StrategySpec::TrimmedMean { .. }
+            )
         {
             return Err(invalid(
                 "strategy.kind",
@@ -303,7 +333,10 @@ impl Scenario {
                 (Some(_), Some(_)) | (None, None) => {
                     return Err(invalid(
                         "faults.poisoned",
-                        format!("count = {:?}, merchants = {:?}", poison.count, poison.merchants),
+                        format!(
+                            "count = {:?}, merchants = {:?}",
+                            poison.count, poison.merchants
+                        ),
                         "give exactly one of count or merchants",
                     ))
                 }
@@ -313,7 +346,11 @@ impl Scenario {
                 let mut sorted = list.clone();
                 sorted.sort_unstable();
                 if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
-                    return Err(invalid("faults.poisoned.merchants", pair[0], "is listed twice"));
+                    return Err(invalid(
+                        "faults.poisoned.merchants",
+                        pair[0],
+                        "is listed twice",
+                    ));
                 }
             }
             at_least_one("faults.poisoned.from_round", poison.from_round)?;
