@@ -26,6 +26,10 @@ use rcgen::{
 const CA_COMMON_NAME: &str = "Hansa federation CA";
 /// Common name of the aggregator's certificate.
 const AGGREGATOR_COMMON_NAME: &str = "hansa-aggregator";
+/// Years a merchant's or the aggregator's certificate stays valid.
+const LEAF_VALIDITY_YEARS: i32 = 3;
+/// Years the federation CA stays valid.
+const CA_VALIDITY_YEARS: i32 = 10;
 /// Longest merchant id accepted, in bytes (it becomes a folder name and a certificate CN).
 const MAX_MERCHANT_ID_BYTES: usize = 64;
 
@@ -99,6 +103,22 @@ impl std::fmt::Debug for FederationCa {
     }
 }
 
+/// The current calendar year (UTC), close enough for certificate validity bounds.
+fn this_year() -> i32 {
+    const SECONDS_PER_YEAR: u64 = 31_556_952; // 365.2425 days
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    1970 + (secs / SECONDS_PER_YEAR) as i32
+}
+
+/// Valid from the start of last year (tolerates clock skew) for `years` years after this one.
+fn set_validity(params: &mut CertificateParams, years: i32) {
+    let year = this_year();
+    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year + years, 1, 1);
+}
+
 fn named(common_name: &str, sans: Vec<String>) -> Result<CertificateParams, ProvisionError> {
     let mut params =
         CertificateParams::new(sans).map_err(|source| ProvisionError::Certificate {
@@ -124,6 +144,7 @@ impl FederationCa {
         let key = KeyPair::generate().map_err(cert_error(CA_COMMON_NAME))?;
         let mut params = named(CA_COMMON_NAME, Vec::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        set_validity(&mut params, CA_VALIDITY_YEARS);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -185,6 +206,10 @@ impl FederationCa {
         subject: &str,
     ) -> Result<Credentials, ProvisionError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Limitation: there is no revocation list; a merchant removed from the federation
+        // keeps a valid certificate until it expires (a CRL checked by the aggregator's
+        // verifier, or a deny list of merchant ids, would lift it).
+        set_validity(&mut params, LEAF_VALIDITY_YEARS);
         let key = KeyPair::generate().map_err(cert_error(subject))?;
         let cert = params
             .signed_by(&key, &self.issuer)
@@ -414,6 +439,31 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
+    }
+
+    /// (not_before, not_after) years of a PEM certificate.
+    fn validity_years(pem: &str) -> (i32, i32) {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let validity = cert.validity();
+        (
+            validity.not_before.to_datetime().year(),
+            validity.not_after.to_datetime().year(),
+        )
+    }
+
+    #[test]
+    fn certificates_expire_within_their_validity_years() {
+        let ca = FederationCa::create().unwrap();
+        let merchant = ca.issue_merchant("m").unwrap().cert_pem;
+        assert_eq!(
+            validity_years(&merchant),
+            (this_year() - 1, this_year() + LEAF_VALIDITY_YEARS)
+        );
+        assert_eq!(
+            validity_years(ca.cert_pem()).1,
+            this_year() + CA_VALIDITY_YEARS
+        );
     }
 
     #[test]

@@ -329,6 +329,10 @@ async fn read_tensors<R: AsyncRead + Unpin>(
     }
     expect_bulk(total_bytes, bulk_len)?;
 
+    // Limitation: each tensor's vector is allocated at its full size before its bytes
+    // arrive, so an authenticated peer can make this side reserve up to the frame limit
+    // with a short frame (growing the vector as bytes arrive, at the cost of copies, or a
+    // lower `max_frame_bytes` would lift it).
     let mut set = ParameterSet::new();
     for (spec, len) in layout.into_iter().zip(lens) {
         let mut values = vec![0f32; to_usize(len)?];

@@ -19,6 +19,10 @@ use tracing::{debug, warn};
 use crate::frame::{read_frame, write_frame, FrameError};
 use crate::messages::{Envelope, MerchantId, Message, PROTOCOL_VERSION};
 
+// Limitation: a QUIC link carries every message on one bidirectional stream, so a large
+// message delays the small ones queued behind it on the same link (one stream per message,
+// with sequence numbers, would lift it). Other nodes' links are unaffected.
+
 /// Messages a memory link holds in flight per direction before `send` waits.
 const MEMORY_LINK_CAPACITY: usize = 16;
 
@@ -274,6 +278,8 @@ impl LinkSender {
                 }),
             },
             SendSide::Memory(tx) => {
+                // Limitation: `send` borrows the message, so a memory link clones it (a
+                // `send_owned` taking the message by value would avoid the copy).
                 let envelope = Envelope {
                     version,
                     message: message.clone(),

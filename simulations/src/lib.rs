@@ -17,8 +17,13 @@
 //!
 //! // One label per example, as the data loader would give them.
 //! let labels: Vec<u64> = (0..300).map(|i| u64::from(i % 10 == 0)).collect();
-//! let input = PartitionInput { examples: labels.len(), labels: Some(&labels), ..Default::default() };
-//! let partition = split(&scenario.merchants.partition, scenario.merchants.count, &input, scenario.seed).unwrap();
+//! let input = PartitionInput {
+//!     examples: labels.len(),
+//!     labels: Some(&labels),
+//!     ..Default::default()
+//! };
+//! let merchants = &scenario.merchants;
+//! let partition = split(&merchants.partition, merchants.count, &input, scenario.seed).unwrap();
 //! assert_eq!(partition.sizes().iter().sum::<usize>(), 300);
 //!
 //! let plan = FaultPlan::new(&scenario.faults, 3, false, scenario.seed).unwrap();

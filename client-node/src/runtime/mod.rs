@@ -105,6 +105,10 @@ pub enum Release<'a> {
     },
 }
 
+/// Rewrites Δ before the privacy step: how a simulation plays a poisoned merchant
+/// (scaled or sign-flipped updates). Never set on a real node.
+pub type UpdateTamper = Box<dyn FnMut(Round, &mut [f32]) + Send>;
+
 /// A merchant's node: its learner, held-out data, ledger and store.
 pub struct Participant {
     merchant: MerchantId,
@@ -117,6 +121,7 @@ pub struct Participant {
     last_round: Option<Round>,
     phase: Phase,
     observer: Option<ReleaseObserver>,
+    tamper: Option<UpdateTamper>,
 }
 
 impl Participant {
@@ -153,12 +158,18 @@ impl Participant {
             last_round,
             phase: Phase::Idle,
             observer: None,
+            tamper: None,
         })
     }
 
     /// Calls `observer` with every update as it leaves the node.
     pub fn observe_releases(&mut self, observer: ReleaseObserver) {
         self.observer = Some(observer);
+    }
+
+    /// Lets a simulation poison this node's updates (see [`UpdateTamper`]).
+    pub fn tamper_updates(&mut self, tamper: UpdateTamper) {
+        self.tamper = Some(tamper);
     }
 
     /// The node's own ledger.
@@ -369,7 +380,10 @@ impl Participant {
         };
         let report = self.learner.train(&train, Some(global))?;
         let local = self.learner.parameters()?;
-        let delta = delta(&local, global)?;
+        let mut delta = delta(&local, global)?;
+        if let Some(tamper) = &mut self.tamper {
+            tamper(config.round, &mut delta);
+        }
         info!(
             merchant = %self.merchant,
             round = config.round,

@@ -79,6 +79,10 @@ impl Scenario {
             return Err(invalid("name", "\"\"", "must not be empty"));
         }
         at_least_one("rounds", self.rounds)?;
+        if self.rounds > u64::from(u32::MAX) {
+            // The fault plan gives each (round, merchant) its own 32-bit-round stream.
+            return Err(invalid("rounds", self.rounds, "must be at most 4294967295"));
+        }
         self.validate_task()?;
         self.validate_merchants()?;
         self.validate_training()?;
