@@ -21,7 +21,8 @@ pub enum JoinError {
         /// Why.
         reason: String,
     },
-    /// The QUIC or TLS handshake failed.
+    /// The QUIC or TLS handshake failed, or the aggregator refused this node's
+    /// certificate (whichever side noticed first).
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     /// The link failed during hello (for instance the aggregator refused the certificate).
@@ -70,8 +71,13 @@ pub async fn join(
         software_version: SOFTWARE_VERSION.to_string(),
         last_round_seen,
     });
-    link.send(&hello).await?;
-    match link.recv().await? {
+    // A refusal of this node's certificate may only show once the link is used.
+    let refused = |e: LinkError| match e {
+        LinkError::Refused { source, .. } => JoinError::Handshake(*source),
+        other => JoinError::Link(other),
+    };
+    link.send(&hello).await.map_err(refused)?;
+    match link.recv().await.map_err(refused)? {
         Message::Welcome(welcome) => {
             info!(
                 %merchant,

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::frame::{read_frame, write_frame, FrameError};
 use crate::messages::{Envelope, MerchantId, Message, PROTOCOL_VERSION};
+use crate::quic::HandshakeError;
 
 // Limitation: a QUIC link carries every message on one bidirectional stream, so a large
 // message delays the small ones queued behind it on the same link (one stream per message,
@@ -80,6 +81,16 @@ pub enum LinkError {
         /// The frame error.
         #[source]
         source: FrameError,
+    },
+    /// The aggregator refused this node's certificate after the node's side of the TLS
+    /// handshake had finished (TLS 1.3 allows it): the refusal arrives on the link.
+    #[error("link of merchant `{merchant}`: {source}")]
+    Refused {
+        /// The merchant at the node end.
+        merchant: MerchantId,
+        /// The refusal, classified by its TLS alert.
+        #[source]
+        source: Box<HandshakeError>,
     },
     /// The link is gone: the peer closed it, the connection was lost, or it timed out.
     #[error("link of merchant `{merchant}` closed: {reason}")]
@@ -266,12 +277,7 @@ impl LinkSender {
                 ..
             } => match write_frame(stream, version, message, *max_frame_bytes).await {
                 Ok(()) => Ok(()),
-                Err(FrameError::Io(e)) => Err(LinkError::Closed {
-                    merchant: self.merchant.clone(),
-                    reason: connection
-                        .close_reason()
-                        .map_or_else(|| e.to_string(), |r| r.to_string()),
-                }),
+                Err(FrameError::Io(e)) => Err(gone(&self.merchant, connection, e.to_string())),
                 Err(source) => Err(LinkError::Frame {
                     merchant: self.merchant.clone(),
                     source,
@@ -350,6 +356,27 @@ impl LinkReceiver {
     }
 }
 
+/// The error for a link whose connection is gone: a TLS refusal by its alert, else the
+/// transport's reason, else `fallback`.
+fn gone(merchant: &MerchantId, connection: &quinn::Connection, fallback: String) -> LinkError {
+    let Some(reason) = connection.close_reason() else {
+        return LinkError::Closed {
+            merchant: merchant.clone(),
+            reason: fallback,
+        };
+    };
+    match HandshakeError::from_connection(connection.remote_address(), reason) {
+        HandshakeError::Connection { source, .. } => LinkError::Closed {
+            merchant: merchant.clone(),
+            reason: source.to_string(),
+        },
+        refusal => LinkError::Refused {
+            merchant: merchant.clone(),
+            source: Box::new(refusal),
+        },
+    }
+}
+
 /// Reads frames from one stream until it ends, fails, or nobody listens any more.
 /// A frame error closes the connection with its [`CloseCode`] and the error's text.
 async fn read_loop(
@@ -368,20 +395,13 @@ async fn read_loop(
             Ok(Some(message)) => Ok(message),
             Ok(None) => {
                 debug!(%merchant, "peer finished its stream");
-                Err(LinkError::Closed {
-                    merchant: merchant.clone(),
-                    reason: connection.close_reason().map_or_else(
-                        || "the peer finished its stream".to_string(),
-                        |r| r.to_string(),
-                    ),
-                })
+                Err(gone(
+                    &merchant,
+                    &connection,
+                    "the peer finished its stream".into(),
+                ))
             }
-            Err(FrameError::Io(e)) => Err(LinkError::Closed {
-                merchant: merchant.clone(),
-                reason: connection
-                    .close_reason()
-                    .map_or_else(|| e.to_string(), |r| r.to_string()),
-            }),
+            Err(FrameError::Io(e)) => Err(gone(&merchant, &connection, e.to_string())),
             Err(source) => {
                 let code = CloseCode::for_frame_error(&source);
                 warn!(

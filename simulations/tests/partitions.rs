@@ -244,3 +244,48 @@ fn online_retail_by_country_groups_the_small_ones() {
         541_909 - 495_478 - 9_495 - 8_557 - 8_196 - 2_533 - 2_371 - 2_069 - 2_002
     );
 }
+
+#[test]
+fn fraud_scenario_partition_is_makeable_on_the_real_labels() {
+    let path = data_dir().join("creditcard-fraud-ulb/creditcard_sample.csv.gz");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut csv = csv::Reader::from_reader(flate2::read::GzDecoder::new(file));
+    let class = csv
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "Class")
+        .unwrap();
+    let labels: Vec<u64> = csv
+        .records()
+        .map(|r| r.unwrap()[class].parse().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 57_355);
+    assert_eq!(labels.iter().sum::<u64>(), 492);
+
+    let scenario = hansa_sim::scenario::Scenario::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/fraud.toml"),
+        &[],
+    )
+    .unwrap();
+    let input = PartitionInput {
+        examples: labels.len(),
+        labels: Some(&labels),
+        ..Default::default()
+    };
+    let merchants = &scenario.merchants;
+    let p = split(&merchants.partition, merchants.count, &input, scenario.seed).unwrap();
+    assert_eq!(p.merchants.len(), 8);
+    assert_exact_cover(&p, labels.len());
+    assert!(p.sizes().iter().all(|&s| s >= 100), "{:?}", p.sizes());
+    // Dirichlet(0.5) makes the fraud rates differ: the highest is several times the lowest.
+    let rates: Vec<f64> = p
+        .merchants
+        .iter()
+        .map(|m| m.indices.iter().map(|&i| labels[i]).sum::<u64>() as f64 / m.indices.len() as f64)
+        .collect();
+    let (low, high) = rates
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    assert!(high > 3.0 * low, "fraud rates {rates:?}");
+}

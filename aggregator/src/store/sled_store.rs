@@ -2,6 +2,7 @@
 //! transaction and flushed before the commit returns.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use hansa_protocol::messages::EvaluationReport;
 use hansa_protocol::{ParameterSet, Round, TensorSpec};
@@ -74,7 +75,7 @@ impl SledStore {
             path: path.display().to_string(),
             source: Box::new(e),
         };
-        let db = sled::Config::new().path(path).open().map_err(open_err)?;
+        let db = open_waiting_for_lock(path).map_err(open_err)?;
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let store = Self {
             meta: tree("meta")?,
@@ -375,6 +376,25 @@ impl Store for SledStore {
 
     fn optimizer_state(&self) -> Result<Option<OptimizerState>, StoreError> {
         get_value(&self.optimizer, "optimizer", OPTIMIZER_KEY)
+    }
+}
+
+/// How long `open` waits for the directory lock. sled's background threads release the
+/// lock of a dropped database a moment after the drop, so a store reopened in the same
+/// process (tests, a restarted engine) may briefly find it held.
+const LOCK_WAIT: Duration = Duration::from_millis(1500);
+
+fn open_waiting_for_lock(path: &Path) -> sled::Result<sled::Db> {
+    let give_up = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && Instant::now() < give_up =>
+            {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use super::{Arm, ReportError, RunResult};
 
 const SIZE: (u32, u32) = (900, 520);
 const FONT: &str = "sans-serif";
+/// Most merchant names written under the lift bars; beyond it plotters picks a subset.
+const MAX_NAMED_BARS: usize = 40;
 
 fn arm_colour(arm: Arm) -> RGBColor {
     match arm {
@@ -37,9 +39,11 @@ fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     (low - pad)..(high + pad)
 }
 
+/// The rounds on the x axis: first to last round in the rows (at least one round wide).
 fn round_range(result: &RunResult) -> std::ops::Range<u64> {
+    let first = result.rounds.iter().map(|r| r.round).min().unwrap_or(0);
     let last = result.rounds.iter().map(|r| r.round).max().unwrap_or(1);
-    0..last.max(1) + 1
+    first..last.max(first + 1)
 }
 
 /// `metric.svg`: the metric per round, one line per arm, legend by arm name.
@@ -186,12 +190,15 @@ pub fn plot_lift(result: &RunResult, path: &Path) -> Result<(), ReportError> {
         .margin(12)
         .x_label_area_size(60)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..names.len().max(1)).into_segmented(), y)
+        // A discrete range includes its end: 0..n−1 gives one segment per merchant.
+        .build_cartesian_2d((0..names.len().max(1) - 1).into_segmented(), y)
         .map_err(&err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(names.len().max(1))
+        // Limitation: thousands of merchants make a dense bar chart with a sample of
+        // names; a histogram of lifts would read better at that scale (not drawn yet).
+        .x_labels(names.len().clamp(1, MAX_NAMED_BARS))
         .x_label_formatter(&label)
         .y_desc(format!("lift ({})", result.metric.name))
         .draw()
