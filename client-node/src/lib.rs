@@ -44,3 +44,4 @@ pub mod model;
 pub mod runtime;
 pub mod store;
 pub mod trainer;
+pub mod setup;

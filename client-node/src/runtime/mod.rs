@@ -194,11 +194,10 @@ impl Participant {
 
     /// [`Participant::serve`], but stops (as if the node crashed) as soon as `fault`
     /// returns true for a [`Moment`]; the caller then drops the link.
-    #[tracing::instrument(name = "node", skip_all, fields(merchant = %self.merchant))]
     pub async fn serve_with_faults(
         &mut self,
         link: &mut Link,
-        mut fault: impl FnMut(Moment<'_>) -> bool,
+        fault: impl FnMut(Moment<'_>) -> bool,
     ) -> Result<SessionEnd, NodeError> {
         link.send(&Message::Hello(Hello {
             merchant: self.merchant.clone(),
@@ -213,6 +212,18 @@ impl Participant {
                 return Err(NodeError::Protocol(format!("expected welcome, got {}", other.kind())))
             }
         };
+        self.serve_welcomed(link, &welcome, fault).await
+    }
+
+    /// Serves a link on which the hello and welcome were already exchanged (the node
+    /// binary's `join` does that itself), until it closes.
+    #[tracing::instrument(name = "node", skip_all, fields(merchant = %self.merchant))]
+    pub async fn serve_welcomed(
+        &mut self,
+        link: &mut Link,
+        welcome: &hansa_protocol::messages::Welcome,
+        mut fault: impl FnMut(Moment<'_>) -> bool,
+    ) -> Result<SessionEnd, NodeError> {
         info!(merchant = %self.merchant, current_round = welcome.current_round, "joined");
         if welcome.wants_initial_model {
             let initial = self.learner.parameters()?.shared();
