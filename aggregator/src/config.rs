@@ -7,6 +7,8 @@ use hansa_protocol::tls::TlsFiles;
 use hansa_protocol::TransportSettings;
 use serde::Deserialize;
 
+use crate::round::FederationSettings;
+
 /// Default UDP address the aggregator listens on.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7447";
 
@@ -22,6 +24,29 @@ pub struct AggregatorConfig {
     /// QUIC settings (keep-alive, idle timeout, frame limit); every field has a default.
     #[serde(default)]
     pub transport: TransportSettings,
+    /// Folder of the aggregator's sled store (rounds, checkpoints, ledger, nodes).
+    /// Default `aggregator-store`, relative to the config file's folder.
+    #[serde(default = "default_store")]
+    pub store: PathBuf,
+    /// Global checkpoints kept besides round 0's model. Default 5.
+    #[serde(default = "default_keep_checkpoints")]
+    pub keep_checkpoints: usize,
+    /// A safetensors file with the initial global model. Default: none, and the first
+    /// node to join offers its seeded initialisation.
+    #[serde(default)]
+    pub initial_model: Option<PathBuf>,
+    /// The rounds: cohort, deadlines, local training, strategy, privacy, secure
+    /// aggregation; every field has a default (see `aggregator.example.toml`).
+    #[serde(default)]
+    pub federation: FederationSettings,
+}
+
+fn default_store() -> PathBuf {
+    PathBuf::from("aggregator-store")
+}
+
+fn default_keep_checkpoints() -> usize {
+    5
 }
 
 fn default_listen() -> SocketAddr {
@@ -49,6 +74,16 @@ pub enum ConfigError {
         /// What toml says, with the line and field.
         source: toml::de::Error,
     },
+    /// A field parses but its value is unusable.
+    #[error("config file {path}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field, with its table (`federation.privacy.clip_norm`).
+        field: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl AggregatorConfig {
@@ -58,10 +93,19 @@ impl AggregatorConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text).map_err(|source| ConfigError::Parse {
+        let config = Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+        config
+            .federation
+            .validate()
+            .map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: format!("federation.{}", e.name),
+                reason: e.detail,
+            })?;
+        Ok(config)
     }
 
     /// Parses config text.
@@ -81,6 +125,22 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:7447".parse().unwrap());
         assert_eq!(config.tls.key, PathBuf::from("pki/aggregator/key.pem"));
         assert_eq!(config.transport, TransportSettings::default());
+        assert_eq!(config.store, PathBuf::from("aggregator-store"));
+        assert_eq!(config.federation, FederationSettings::default());
+    }
+
+    #[test]
+    fn an_unusable_federation_setting_is_named_with_its_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aggregator.toml");
+        let text = "[tls]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\n\
+                    [federation.privacy]\nclip_norm = nan\n";
+        std::fs::write(&path, text).unwrap();
+        let err = AggregatorConfig::load(&path).unwrap_err();
+        assert!(
+            err.to_string().contains("field `federation.privacy.clip_norm`"),
+            "{err}"
+        );
     }
 
     #[test]

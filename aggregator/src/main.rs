@@ -1,4 +1,4 @@
-//! `hansa-aggregator`: provision a federation, and serve nodes.
+//! `hansa-aggregator`: provision a federation, serve its rounds, and inspect its store.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,13 +9,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hansa_aggregator::config::AggregatorConfig;
 use hansa_aggregator::provision::{provision, Report};
-use hansa_aggregator::serve::{accept_nodes, JoinedNode, Standing};
+use hansa_aggregator::round::Federation;
+use hansa_aggregator::serve::{accept_nodes, JoinedNode};
 use hansa_aggregator::status::StatusReport;
 use hansa_aggregator::store::{SledStore, StoreOptions};
-use hansa_protocol::messages::{ErrorCode, ErrorMessage};
-use hansa_protocol::{AggregatorEndpoint, CloseCode, Message};
-use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use hansa_protocol::{AggregatorEndpoint, CloseCode, ParameterSet};
+use tokio::sync::mpsc;
+use tracing::info;
 
 /// Hansa's aggregator: provisions merchants and serves federated rounds.
 #[derive(Parser)]
@@ -40,7 +40,8 @@ enum Command {
         #[arg(long = "merchant")]
         merchants: Vec<String>,
     },
-    /// Accept nodes over QUIC with mutual TLS and greet them.
+    /// Serve the federation: accept nodes over QUIC with mutual TLS and run rounds until
+    /// `federation.rounds` are committed (resuming after the last committed round).
     Serve {
         /// The aggregator's TOML config file.
         #[arg(long)]
@@ -160,67 +161,81 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
         .tls
         .load(base)
         .with_context(|| format!("config file {}: [tls]", config_path.display()))?;
+    let store_dir = base.join(&config.store);
+    let store = SledStore::open(
+        &store_dir,
+        StoreOptions {
+            keep_checkpoints: config.keep_checkpoints,
+        },
+    )
+    .with_context(|| format!("config file {}: store", config_path.display()))?;
+    let initial = match &config.initial_model {
+        Some(path) => {
+            let path = base.join(path);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("initial model {}", path.display()))?;
+            let model = ParameterSet::from_safetensors(&bytes)
+                .with_context(|| format!("initial model {}", path.display()))?;
+            Some((model, path.display().to_string()))
+        }
+        None => None,
+    };
+    let mut federation = Federation::open(config.federation.clone(), store, initial)
+        .with_context(|| format!("opening the federation in {}", store_dir.display()))?;
+
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let endpoint = AggregatorEndpoint::bind(config.listen, &identity, config.transport.clone())
             .with_context(|| format!("listening on {}", config.listen))?;
         let endpoint = Arc::new(endpoint);
+        // Registered before the aggregator says it listens, so no Ctrl-C is missed.
+        let mut interrupt = interrupt_signal()?;
         info!(addr = %endpoint.local_addr()?, "listening for nodes");
 
-        let (joined_tx, mut joined) = mpsc::channel(64);
+        let (joined_tx, mut joined) = mpsc::channel::<JoinedNode>(64);
         let hello_timeout = Duration::from_millis(config.transport.hello_timeout_ms);
-        // No rounds yet: the standing stays at round 0 for now.
-        let (_standing_tx, standing) = watch::channel(Standing::default());
         tokio::spawn(accept_nodes(
             endpoint.clone(),
             joined_tx,
-            standing,
+            federation.standing(),
             hello_timeout,
         ));
-
-        loop {
-            tokio::select! {
-                node = joined.recv() => match node {
-                    Some(node) => { tokio::spawn(hold(node)); }
-                    None => break,
-                },
-                signal = tokio::signal::ctrl_c() => {
-                    signal.context("listening for Ctrl-C")?;
-                    info!("Ctrl-C: closing every connection");
+        let admissions = federation.admissions();
+        tokio::spawn(async move {
+            while let Some(node) = joined.recv().await {
+                if !admissions.admit_greeted(node).await {
                     break;
                 }
             }
-        }
+        });
+
+        let outcome = tokio::select! {
+            outcome = federation.run() => Some(outcome),
+            _ = interrupt.recv() => {
+                info!("Ctrl-C: closing every connection; the round in flight is abandoned, committed rounds are kept");
+                None
+            }
+        };
         endpoint
             .shutdown(CloseCode::Shutdown, "aggregator shutting down")
             .await;
-        Ok(())
+        match outcome {
+            Some(Ok(summaries)) => {
+                info!(
+                    rounds = federation.last_committed(),
+                    this_run = summaries.len(),
+                    "every configured round is committed"
+                );
+                Ok(())
+            }
+            Some(Err(e)) => Err(anyhow::Error::from(e).context("the federation stopped")),
+            None => Ok(()),
+        }
     })
 }
 
-/// Keeps a joined node's link open until it leaves. No rounds run yet: any message is
-/// answered with an error.
-// Limitation: `serve` authenticates and greets nodes but runs no rounds yet (handing the
-// joined nodes to the round engine in `round` would lift it).
-async fn hold(node: JoinedNode) {
-    let JoinedNode { mut link, .. } = node;
-    let merchant = link.merchant().clone();
-    loop {
-        match link.recv().await {
-            Ok(message) => {
-                warn!(%merchant, kind = message.kind(), "message outside a round");
-                let reply = Message::Error(ErrorMessage {
-                    code: ErrorCode::UnexpectedMessage,
-                    detail: format!("no round is running; `{}` not expected", message.kind()),
-                });
-                if link.send(&reply).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                info!(%merchant, reason = %e, "merchant left");
-                break;
-            }
-        }
-    }
+/// SIGINT (Ctrl-C), registered now rather than on first poll.
+fn interrupt_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")
 }

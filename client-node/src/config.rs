@@ -6,6 +6,8 @@ use hansa_protocol::tls::TlsFiles;
 use hansa_protocol::TransportSettings;
 use serde::Deserialize;
 
+use crate::setup::LearningConfig;
+
 /// Everything `hansa-node join` reads from its config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,61 @@ pub struct NodeConfig {
     /// QUIC settings (keep-alive, idle timeout, frame limit); every field has a default.
     #[serde(default)]
     pub transport: TransportSettings,
+    /// What the node learns from: its data and model.
+    pub learning: LearningConfig,
+    /// Folder of the node's own sled store (private parameters, its ledger). Default
+    /// `node-store`, relative to the config file's folder.
+    #[serde(default = "default_store")]
+    pub store: PathBuf,
+    /// This merchant's own privacy budget: the node refuses to release an update that
+    /// would take its ε past it, whatever the aggregator asks.
+    #[serde(default)]
+    pub budget: Budget,
+    /// How the node reconnects after losing the aggregator.
+    #[serde(default)]
+    pub reconnect: Reconnect,
+}
+
+fn default_store() -> PathBuf {
+    PathBuf::from("node-store")
+}
+
+/// A merchant's own (ε, δ) budget.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    /// Most ε this merchant will spend, at `delta`. Default 10.
+    pub max_epsilon: f64,
+    /// δ of the budget. Default 1e-5.
+    pub delta: f64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            max_epsilon: 10.0,
+            delta: 1e-5,
+        }
+    }
+}
+
+/// Reconnection backoff: doubles from `initial_backoff_ms` up to `max_backoff_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reconnect {
+    /// First wait after a lost connection, in milliseconds. Default 500.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between attempts, in milliseconds. Default 30 000.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+        }
+    }
 }
 
 /// A config file that cannot be used.
@@ -105,7 +162,8 @@ mod tests {
 
     fn with_aggregator(aggregator: &str) -> NodeConfig {
         NodeConfig::parse(&format!(
-            "aggregator = \"{aggregator}\"\n[tls]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\n"
+            "aggregator = \"{aggregator}\"\n[tls]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\n\
+             [learning]\ndataset = \"movielens-100k\"\npath = \"ml\"\n"
         ))
         .unwrap()
     }

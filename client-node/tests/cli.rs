@@ -18,6 +18,7 @@ fn stderr(run: &Output) -> String {
 }
 
 const TLS: &str = "[tls]\nca_cert = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+const LEARNING: &str = "[learning]\ndataset = \"movielens-100k\"\npath = \"ml\"\n";
 
 #[test]
 fn a_missing_field_is_named_with_the_file() {
@@ -57,7 +58,7 @@ fn an_unknown_field_is_named() {
 
 #[test]
 fn an_aggregator_without_a_port_is_named() {
-    let config = format!("aggregator = \"agg.example.com\"\n{TLS}");
+    let config = format!("aggregator = \"agg.example.com\"\n{TLS}{LEARNING}");
     let (run, path) = join_with(&config);
     assert_eq!(run.status.code(), Some(1));
     let text = stderr(&run);

@@ -37,4 +37,5 @@ pub mod faults;
 pub mod partition;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod scenario;

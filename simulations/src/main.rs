@@ -2,8 +2,13 @@
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 use hansa_sim::demo::run_demo;
+use hansa_sim::report::summary_table;
+use hansa_sim::run::{run_scenario, RunOptions};
+use hansa_sim::scenario::Scenario;
 
 /// Hansa's simulator.
 #[derive(Parser)]
@@ -15,6 +20,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs a scenario end to end: the federation on real data, the local-only and
+    /// centralised baselines, and the report (CSV, JSON, Markdown, SVG) in its folder.
+    Run {
+        /// The scenario file, e.g. scenarios/quickstart.toml.
+        scenario: PathBuf,
+        /// Overrides `key=value` (dotted keys), e.g. `--set rounds=2`; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Output folder (default: the scenario's `output_dir`, else runs/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar (CI).
+        #[arg(long)]
+        quiet: bool,
+    },
     /// An aggregator and N nodes handshaking over loopback QUIC with mutual TLS, with a
     /// federation CA and certificates made on the spot.
     Demo {
@@ -40,6 +60,12 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Run {
+            scenario,
+            overrides,
+            out,
+            quiet,
+        } => run(&scenario, &overrides, out, quiet),
         Command::Demo { merchants } => match runtime.block_on(run_demo(merchants)) {
             Ok(report) => {
                 println!(
@@ -74,5 +100,38 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `hansa-sim run`: loads the scenario, runs it and prints the summary.
+fn run(path: &std::path::Path, overrides: &[String], out: Option<PathBuf>, quiet: bool) -> ExitCode {
+    let scenario = match Scenario::load(path, overrides) {
+        Ok(scenario) => scenario,
+        Err(e) => {
+            eprintln!("hansa-sim: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = RunOptions {
+        quiet,
+        output_dir: out,
+    };
+    match run_scenario(&scenario, &options) {
+        Ok(outcome) => {
+            println!("{}", summary_table(&outcome.result));
+            if let Some(why) = &outcome.stopped_early {
+                println!("stopped early: {why}");
+            }
+            println!(
+                "report: {} ({:.1} s)",
+                outcome.files.markdown.display(),
+                outcome.wall_s
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hansa-sim: error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
