@@ -48,6 +48,7 @@ pub struct LearningConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetFormat {
     /// GroupLens MovieLens 100K folder: explicit ratings, RMSE and MAE.
+    #[serde(rename = "movielens-100k")]
     Movielens100k,
     /// UCI Online Retail CSV: implicit purchases, HR@10 and NDCG@10 on each customer's
     /// last new product.

@@ -104,7 +104,12 @@ fn main() -> ExitCode {
 }
 
 /// `hansa-sim run`: loads the scenario, runs it and prints the summary.
-fn run(path: &std::path::Path, overrides: &[String], out: Option<PathBuf>, quiet: bool) -> ExitCode {
+fn run(
+    path: &std::path::Path,
+    overrides: &[String],
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> ExitCode {
     let scenario = match Scenario::load(path, overrides) {
         Ok(scenario) => scenario,
         Err(e) => {

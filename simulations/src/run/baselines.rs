@@ -79,7 +79,11 @@ pub fn local_only(
             last.push(evaluate(learner.as_ref(), &merchant.held_out, metric)?);
         }
         per_round.push(held_out_weighted(merchants, &last));
-        tracing::debug!(round, metric = per_round[per_round.len() - 1], "local-only round");
+        tracing::debug!(
+            round,
+            metric = per_round[per_round.len() - 1],
+            "local-only round"
+        );
     }
     Ok(ArmCurve {
         per_round,

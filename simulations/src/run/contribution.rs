@@ -37,7 +37,10 @@ pub fn leave_one_out(
         .map(|m| (m.name.clone(), m.train.len() as u64))
         .collect();
     let unmeasured = |why: &str| Contributions {
-        merchants: merchants.iter().map(|m| (m.name.clone(), m.train.len() as u64)).collect(),
+        merchants: merchants
+            .iter()
+            .map(|m| (m.name.clone(), m.train.len() as u64))
+            .collect(),
         values: vec![None; merchants.len()],
         method: format!("not measured: {why}"),
     };
@@ -82,7 +85,13 @@ pub fn leave_one_out(
         let flat: Vec<f32> = base
             .iter()
             .enumerate()
-            .map(|(j, b)| b + kept.iter().map(|d| d.get(j).copied().unwrap_or(0.0)).sum::<f32>() / n)
+            .map(|(j, b)| {
+                b + kept
+                    .iter()
+                    .map(|d| d.get(j).copied().unwrap_or(0.0))
+                    .sum::<f32>()
+                    / n
+            })
             .collect();
         ParameterSet::from_flat(&spec_layout, &flat)
             .map_err(|e| RunError::Engine(format!("rebuilding the final model: {e}")))

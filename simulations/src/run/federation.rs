@@ -76,7 +76,10 @@ pub struct LastRound {
 type Releases = Arc<Mutex<BTreeMap<String, (u64, Vec<f32>)>>>;
 
 /// The scenario's round settings for the engine, with `merchants` merchants.
-pub fn federation_settings(scenario: &Scenario, merchants: usize) -> Result<FederationSettings, RunError> {
+pub fn federation_settings(
+    scenario: &Scenario,
+    merchants: usize,
+) -> Result<FederationSettings, RunError> {
     let secure = scenario.privacy.secure_aggregation.enabled;
     let cohort = scenario
         .merchants
@@ -91,7 +94,8 @@ pub fn federation_settings(scenario: &Scenario, merchants: usize) -> Result<Fede
         rounds: scenario.rounds,
         min_cohort,
         cohort_size: scenario.merchants.cohort_size.map_or(0, |c| c as usize),
-        cohort_wait_ms: 60_000,
+        // A node that fails ends its task; a short wait makes the run fail soon after.
+        cohort_wait_ms: 20_000,
         // Every node is admitted before the first round (memory) or within a second of
         // it (QUIC on loopback); a dropped node reconnects at once.
         cohort_grace_ms: match scenario.transport {
@@ -129,7 +133,9 @@ pub fn federation_settings(scenario: &Scenario, merchants: usize) -> Result<Fede
         // The engine takes t = ⌈fraction · k⌉; (t − ½)/k gives back exactly t.
         settings.secure_aggregation.threshold_fraction = (f64::from(t) - 0.5) / f64::from(k);
     }
-    settings.validate().map_err(|e| RunError::Settings(e.to_string()))?;
+    settings
+        .validate()
+        .map_err(|e| RunError::Settings(e.to_string()))?;
     Ok(settings)
 }
 
@@ -177,15 +183,20 @@ pub async fn run_federation(
     }
     let store = SledStore::open(&store_dir, StoreOptions::default())
         .map_err(|e| RunError::Engine(e.to_string()))?;
-    let mut federation =
-        Federation::open(settings.clone(), store, None).map_err(|e| RunError::Engine(e.to_string()))?;
+    let mut federation = Federation::open(settings.clone(), store, None)
+        .map_err(|e| RunError::Engine(e.to_string()))?;
 
     let ids: Vec<String> = merchants.iter().map(|m| m.id.clone()).collect();
     let quic = match scenario.transport {
         Transport::Memory => None,
         Transport::Quic => Some(
-            QuicAggregator::start(&dir.join("certs"), &ids, federation.admissions(), federation.standing())
-                .await?,
+            QuicAggregator::start(
+                &dir.join("certs"),
+                &ids,
+                federation.admissions(),
+                federation.standing(),
+            )
+            .await?,
         ),
     };
     let connector = match &quic {
@@ -315,12 +326,19 @@ fn round_row(summary: &RoundSummary, metric: &str, dp: bool) -> Result<Federated
         .iter()
         .find(|m| m.name == metric)
         .map(|m| m.value)
-        .ok_or_else(|| RunError::Engine(format!(
-            "round {}: no node reported `{metric}` (reports: {})",
-            summary.round,
-            summary.evaluation.per_node.len()
-        )))?;
-    info!(round = summary.round, metric = value, contributors = summary.contributors.len(), "federated round");
+        .ok_or_else(|| {
+            RunError::Engine(format!(
+                "round {}: no node reported `{metric}` (reports: {})",
+                summary.round,
+                summary.evaluation.per_node.len()
+            ))
+        })?;
+    info!(
+        round = summary.round,
+        metric = value,
+        contributors = summary.contributors.len(),
+        "federated round"
+    );
     Ok(FederatedRound {
         round: summary.round,
         metric: value,
@@ -404,7 +422,10 @@ impl NodeTask {
                 self.update_deadline_ms,
                 dropped.clone(),
             );
-            let end = self.connector.serve(&mut participant, &self.merchant, fault).await?;
+            let end = self
+                .connector
+                .serve(&mut participant, &self.merchant, fault)
+                .await?;
             let finished = *self.done.borrow();
             match end {
                 SessionEnd::Closed(_) if dropped.load(Ordering::SeqCst) && !finished => {

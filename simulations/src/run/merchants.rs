@@ -11,7 +11,9 @@ use hansa_node::data::online_retail::read_online_retail;
 use hansa_node::data::split::{leave_last_out, sample_negatives, stratified_split};
 use hansa_node::data::{FraudDataset, RatingsDataset, Vocabulary};
 use hansa_node::learner::{HeldOut, Learner};
-use hansa_node::model::{Feedback as ModelFeedback, FraudConfig, FraudMlp, Recommender, RecommenderConfig};
+use hansa_node::model::{
+    Feedback as ModelFeedback, FraudConfig, FraudMlp, Recommender, RecommenderConfig,
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -176,7 +178,11 @@ fn online_retail(
                 ),
             });
         }
-        let train = if flipped(m) { flip_implicit(&train) } else { train };
+        let train = if flipped(m) {
+            flip_implicit(&train)
+        } else {
+            train
+        };
         merchants.push(MerchantData {
             id: merchant_id(m),
             name: shard.name.clone(),
@@ -196,7 +202,8 @@ fn movielens(
 ) -> Result<Vec<MerchantData>, RunError> {
     let file = dir.join("u.data");
     let mut vocab = Vocabulary::default();
-    let records = read_ratings(&file, RatingsFormat::Tab, &mut vocab).map_err(|e| data_error(&file, e))?;
+    let records =
+        read_ratings(&file, RatingsFormat::Tab, &mut vocab).map_err(|e| data_error(&file, e))?;
     let data = RatingsDataset::new(records, Arc::new(vocab));
     let users_file = dir.join("u.user");
     let profiles = read_100k_users(&users_file).map_err(|e| data_error(&users_file, e))?;
@@ -227,10 +234,17 @@ fn movielens(
         .iter()
         .map(|r| {
             let user = data.vocab.users.id(r.user).unwrap_or_default();
-            attribute.get(user).cloned().unwrap_or_else(|| "unknown".into())
+            attribute
+                .get(user)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into())
         })
         .collect();
-    let labels: Vec<u64> = data.records.iter().map(|r| r.value.round() as u64).collect();
+    let labels: Vec<u64> = data
+        .records
+        .iter()
+        .map(|r| r.value.round() as u64)
+        .collect();
     let items: Vec<u64> = data.records.iter().map(|r| u64::from(r.item)).collect();
     let input = PartitionInput {
         examples: data.records.len(),
@@ -345,7 +359,9 @@ fn per_user_split(
     }
     test.sort_unstable();
     let held: std::collections::HashSet<usize> = test.iter().copied().collect();
-    let train = (0..data.len()).filter(|i| !held.contains(i)).collect::<Vec<_>>();
+    let train = (0..data.len())
+        .filter(|i| !held.contains(i))
+        .collect::<Vec<_>>();
     (select_ratings(data, &train), select_ratings(data, &test))
 }
 

@@ -21,8 +21,7 @@ use crate::faults::{FaultError, FaultPlan};
 use crate::partition::PartitionError;
 use crate::progress::RunProgress;
 use crate::report::{
-    write_report, Arm, MerchantRow, PrivacySummary, ReportError, ReportFiles, RoundRow,
-    RunResult,
+    write_report, Arm, MerchantRow, PrivacySummary, ReportError, ReportFiles, RoundRow, RunResult,
 };
 use crate::scenario::{DpMode, Scenario};
 use merchants::{prepare, LearnerSpec};
@@ -143,7 +142,13 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<RunOutc
     let spec = LearnerSpec::from_scenario(scenario)?;
     let secure = scenario.privacy.secure_aggregation.enabled;
     let prepared = prepare_with_plan(scenario, secure)?;
-    let (prepared, plan) = prepared;
+    let (mut prepared, plan) = prepared;
+    if let Some(poison) = &scenario.faults.poisoned {
+        for &m in plan.poisoned() {
+            let merchant = &mut prepared.merchants[m as usize];
+            merchant.name = format!("{} (poisoned: {})", merchant.name, poison.attack.name());
+        }
+    }
     let merchants = &prepared.merchants;
     let metric = prepared.metric.clone();
     tracing::info!(

@@ -111,13 +111,20 @@ impl QuicAggregator {
         let names: Vec<String> = SERVER_NAMES.iter().map(|s| s.to_string()).collect();
         provision(certs, &names, merchants).map_err(|e| RunError::Transport(e.to_string()))?;
         let load = |dir: &Path| {
-            Identity::from_pem_files(&dir.join("ca.pem"), &dir.join("cert.pem"), &dir.join("key.pem"))
-                .map_err(|e| RunError::Transport(format!("{}: {e}", dir.display())))
+            Identity::from_pem_files(
+                &dir.join("ca.pem"),
+                &dir.join("cert.pem"),
+                &dir.join("key.pem"),
+            )
+            .map_err(|e| RunError::Transport(format!("{}: {e}", dir.display())))
         };
         let server = load(&certs.join("aggregator"))?;
         let mut identities = BTreeMap::new();
         for merchant in merchants {
-            identities.insert(merchant.clone(), load(&certs.join("merchants").join(merchant))?);
+            identities.insert(
+                merchant.clone(),
+                load(&certs.join("merchants").join(merchant))?,
+            );
         }
 
         let settings = TransportSettings::default();
@@ -131,7 +138,12 @@ impl QuicAggregator {
 
         let (joined_tx, mut joined) = mpsc::channel(merchants.len().max(1));
         let hello_timeout = Duration::from_millis(settings.hello_timeout_ms);
-        tokio::spawn(accept_nodes(endpoint.clone(), joined_tx, standing, hello_timeout));
+        tokio::spawn(accept_nodes(
+            endpoint.clone(),
+            joined_tx,
+            standing,
+            hello_timeout,
+        ));
         tokio::spawn(async move {
             while let Some(node) = joined.recv().await {
                 if !admissions.admit_greeted(node).await {
@@ -152,6 +164,8 @@ impl QuicAggregator {
 
     /// Closes the endpoint; nodes see their links close.
     pub async fn shutdown(&self) {
-        self.endpoint.shutdown(CloseCode::Shutdown, "simulation over").await;
+        self.endpoint
+            .shutdown(CloseCode::Shutdown, "simulation over")
+            .await;
     }
 }
