@@ -46,8 +46,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // A run draws a progress bar; its log stays at warnings unless RUST_LOG asks.
+        let level = match cli.command {
+            Command::Run { .. } => "warn",
+            Command::Demo { .. } => "info",
+        };
+        tracing_subscriber::EnvFilter::new(level)
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

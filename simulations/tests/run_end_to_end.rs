@@ -212,3 +212,39 @@ fn the_same_seed_gives_the_same_metrics_with_dp_off() {
         );
     }
 }
+
+#[test]
+fn secure_aggregation_survives_dropouts_at_every_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"
+        [privacy]
+        mode = "off"
+        clip_norm = 5.0
+        secure_aggregation = { enabled = true, neighbours = 7, threshold = 3 }
+        [faults]
+        dropout = { advertise_keys = 0.1, share_keys = 0.1, update = 0.1, unmask = 0.1 }
+    "#;
+    let scenario = fraud(extra, &[]);
+    let outcome = run(&scenario, dir.path());
+    let plan = FaultPlan::new(&scenario.faults, 8, true, scenario.seed).unwrap();
+    let mut cut = 0;
+    for row in federated_rows(&outcome.result) {
+        let phases: Vec<_> = (0..8)
+            .filter_map(|m| plan.for_merchant(row.round, m).drop)
+            .collect();
+        // A node cut before unmasking still contributed: its masked update arrived and
+        // its self mask is rebuilt from its neighbours' shares.
+        let missing = phases
+            .iter()
+            .filter(|&&p| p != hansa_sim::faults::DropPhase::Unmask)
+            .count() as u32;
+        assert_eq!(
+            row.drops, missing,
+            "round {}: planned {phases:?}",
+            row.round
+        );
+        assert_eq!(row.contributors, 8 - missing, "round {}", row.round);
+        cut += phases.len();
+    }
+    assert!(cut > 0, "no phase dropout fired; pick another seed");
+}

@@ -26,6 +26,9 @@ pub struct Contributions {
 /// uniform weights, as under DP or secure aggregation); dropping merchant i from that
 /// mean gives the model without it. Both are evaluated on every merchant's held-out data
 /// (held-out-weighted mean), each merchant with its own private tensors.
+// Limitation: the rebuilt round is a plain FedAvg step on the released updates; under
+// FedAdam / FedYogi or example-weighted FedAvg (DP and secure aggregation off) it differs
+// from the engine's step (replaying the strategy on the updates would lift it).
 pub fn leave_one_out(
     merchants: &[MerchantData],
     spec: &LearnerSpec,

@@ -130,13 +130,22 @@ pub fn federation_settings(
         let k = p.secure_aggregation.neighbours_for(cohort as u32).max(2);
         let t = p.secure_aggregation.threshold_for(k);
         settings.secure_aggregation.neighbours = k as usize;
-        // The engine takes t = ⌈fraction · k⌉; (t − ½)/k gives back exactly t.
-        settings.secure_aggregation.threshold_fraction = (f64::from(t) - 0.5) / f64::from(k);
+        settings.secure_aggregation.threshold_fraction = threshold_fraction(k, t, cohort as u32);
     }
     settings
         .validate()
         .map_err(|e| RunError::Settings(e.to_string()))?;
     Ok(settings)
+}
+
+/// The engine's threshold fraction for a scenario's absolute threshold `t` of `k`
+/// neighbours. The engine takes t = ⌈fraction · degree⌉, and a cohort of `cohort` nodes
+/// has degree min(k, cohort − 1) (the complete graph when it is small), so the fraction
+/// is taken over that degree, with t capped at it; (t − ½)/degree gives back exactly t.
+pub fn threshold_fraction(k: u32, t: u32, cohort: u32) -> f64 {
+    let degree = k.min(cohort.saturating_sub(1)).max(1);
+    let t = t.clamp(1, degree);
+    (f64::from(t) - 0.5) / f64::from(degree)
 }
 
 fn strategy(spec: &StrategySpec) -> StrategyConfig {
@@ -183,7 +192,13 @@ pub async fn run_federation(
     }
     let store = SledStore::open(&store_dir, StoreOptions::default())
         .map_err(|e| RunError::Engine(e.to_string()))?;
-    let mut federation = Federation::open(settings.clone(), store, None)
+    // Round 0 is merchant 0's initialisation, given up front: left to "the first node to
+    // offer", it would depend on which node connects first (the fraud model's
+    // standardiser is fitted on the merchant's own data), and runs would differ.
+    let first = merchants.first().ok_or(RunError::NoMerchants)?;
+    let initial = spec.build(&first.train)?.parameters()?.shared();
+    let origin = format!("simulation: initialisation of {}", first.id);
+    let mut federation = Federation::open(settings.clone(), store, Some((initial, origin)))
         .map_err(|e| RunError::Engine(e.to_string()))?;
 
     let ids: Vec<String> = merchants.iter().map(|m| m.id.clone()).collect();
@@ -239,6 +254,13 @@ pub async fn run_federation(
             Err(FederationError::BudgetExhausted(refusal)) => {
                 warn!(round, %refusal, "privacy budget spent: the federation stops");
                 stopped_early = Some(refusal.to_string());
+                break;
+            }
+            // Rounds already committed are still worth a report (e.g. every node's own
+            // budget refused the round); the reason goes with it.
+            Err(e) if !rounds.is_empty() => {
+                warn!(round, error = %e, "the federation stops early");
+                stopped_early = Some(e.to_string());
                 break;
             }
             Err(e) => return Err(RunError::Engine(e.to_string())),
@@ -480,5 +502,76 @@ fn fault_hook(
             dropped.store(true, Ordering::SeqCst);
         }
         fires
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_threshold_becomes_the_engines_fraction() {
+        let engine_t = |k: u32, t: u32, cohort: u32| {
+            let mut s = FederationSettings::default();
+            s.secure_aggregation.threshold_fraction = threshold_fraction(k, t, cohort);
+            s.threshold(k.min(cohort - 1) as usize)
+        };
+        // 16 neighbours, t = 9, a large cohort: the engine's ⌈f · 16⌉ is 9.
+        assert_eq!(engine_t(16, 9, 10_000), 9);
+        assert!((threshold_fraction(16, 9, 10_000) - 8.5 / 16.0).abs() < 1e-12);
+        // quickstart: k = 8, t = 5, but 7 merchants give degree 6: t stays 5.
+        assert_eq!(engine_t(8, 5, 7), 5);
+        // t above the degree is capped at it.
+        assert_eq!(engine_t(8, 8, 5), 4);
+        for k in 2..40 {
+            for t in 2..=k {
+                assert_eq!(engine_t(k, t, 1_000), t as usize, "k {k} t {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn scenario_maps_onto_the_engine_settings() {
+        let scenario = Scenario::from_toml_str(
+            r#"
+            name = "m"
+            rounds = 4
+            seed = 9
+            transport = "memory"
+            dataset = { kind = "creditcard" }
+            task = { kind = "fraud" }
+            merchants = { count = 6, partition = { kind = "iid" } }
+            training = { local_epochs = 2, learning_rate = 0.5, batch_size = 64 }
+            strategy = { kind = "fedadam", server_learning_rate = 0.02 }
+            [privacy]
+            mode = "distributed"
+            clip_norm = 0.5
+            noise_multiplier = 1.5
+            max_epsilon = 8.0
+            secure_aggregation = { enabled = true, neighbours = 4, threshold = 3 }
+            "#,
+            "test",
+            &[],
+        )
+        .unwrap();
+        let s = federation_settings(&scenario, 6).unwrap();
+        assert_eq!(
+            (s.rounds, s.seed, s.local_epochs, s.batch_size),
+            (4, 9, 2, 64)
+        );
+        assert_eq!(s.learning_rate, 0.5);
+        assert_eq!(s.min_cohort, 3, "secure aggregation needs three");
+        assert_eq!(s.privacy.mode, DpModeName::Distributed);
+        assert_eq!(
+            (s.privacy.clip_norm, s.privacy.noise_multiplier),
+            (0.5, 1.5)
+        );
+        assert_eq!(s.privacy.max_epsilon, 8.0);
+        assert_eq!(s.secure_aggregation.neighbours, 4);
+        assert_eq!(s.threshold(4), 3);
+        let StrategyConfig::FedAdam(adaptive) = s.strategy else {
+            panic!("{:?}", s.strategy);
+        };
+        assert_eq!(adaptive.server_learning_rate, 0.02);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hansa_node::data::creditcard::read_creditcard;
 use hansa_node::data::movielens::{read_100k_users, read_ratings, RatingsFormat};
 use hansa_node::data::online_retail::read_online_retail;
-use hansa_node::data::split::{leave_last_out, sample_negatives, stratified_split};
+use hansa_node::data::split::{leave_last_out, sample_negatives};
 use hansa_node::data::{FraudDataset, RatingsDataset, Vocabulary};
 use hansa_node::learner::{HeldOut, Learner};
 use hansa_node::model::{
@@ -107,6 +107,9 @@ pub fn prepare(scenario: &Scenario, poisoned: &[u32]) -> Result<Prepared, RunErr
         scenario.faults.poisoned.as_ref().map(|p| p.attack),
         Some(Attack::LabelFlip {})
     );
+    // Limitation: a label flip poisons the merchant's training data for the whole run,
+    // whatever `faults.poisoned.from_round` says (swapping the learner's data at that
+    // round would lift it); scaled and sign-flipped updates honour it.
     let flipped = |m: usize| label_flip && poisoned.contains(&(m as u32));
     let merchants = match scenario.dataset.kind {
         DatasetKind::OnlineRetail => online_retail(scenario, &data_path, &flipped)?,
@@ -312,12 +315,17 @@ fn creditcard(
     let mut merchants = Vec::new();
     for (m, shard) in partition.merchants.iter().enumerate() {
         let own = data.select(&shard.indices);
-        let (mut train, test) = stratified_split(&own, HELD_OUT_FRACTION, scenario.seed ^ m as u64)
-            .map_err(|e| data_error(&file, e))?;
-        if test.is_empty() || train.is_empty() {
+        let (mut train, test) = class_split(&own, scenario.seed ^ m as u64);
+        let frauds = own.num_frauds();
+        if frauds < 2 || frauds == own.len() {
             return Err(RunError::EmptyHeldOut {
                 merchant: shard.name.clone(),
-                detail: format!("{} transactions are too few to hold 20% out", own.len()),
+                detail: format!(
+                    "it holds {frauds} fraud(s) among {} transactions; both classes are needed \
+                     in training and held-out data (raise merchants.partition.alpha or lower \
+                     merchants.count)",
+                    own.len()
+                ),
             });
         }
         if flipped(m) {
@@ -333,6 +341,28 @@ fn creditcard(
         });
     }
     Ok(merchants)
+}
+
+/// A stratified split that holds out [`HELD_OUT_FRACTION`] of each class, and at least
+/// one example of a class with two or more (so a merchant with few frauds can still be
+/// evaluated); `stratified_split` of hansa-node rounds a small class's share to zero.
+fn class_split(data: &FraudDataset, seed: u64) -> (FraudDataset, FraudDataset) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for class in [false, true] {
+        let mut indices: Vec<usize> = (0..data.len())
+            .filter(|&i| data.records[i].fraud == class)
+            .collect();
+        indices.shuffle(&mut rng);
+        let n = indices.len();
+        let share = (n as f64 * HELD_OUT_FRACTION).round() as usize;
+        let n_test = if n >= 2 { share.clamp(1, n - 1) } else { 0 };
+        test.extend_from_slice(&indices[..n_test]);
+        train.extend_from_slice(&indices[n_test..]);
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    (data.select(&train), data.select(&test))
 }
 
 fn select_ratings(data: &RatingsDataset, indices: &[usize]) -> RatingsDataset {
@@ -479,4 +509,86 @@ pub fn pooled_train(merchants: &[MerchantData]) -> Option<TrainPart> {
                 .collect(),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use hansa_node::data::Interaction;
+
+    use super::*;
+
+    fn ratings(pairs: &[(u32, u32)]) -> RatingsDataset {
+        let mut vocab = Vocabulary::default();
+        for i in 0..10 {
+            vocab.users.intern(&format!("u{i}"));
+            vocab.items.intern(&format!("i{i}"));
+        }
+        let records = pairs
+            .iter()
+            .map(|&(user, item)| Interaction {
+                user,
+                item,
+                value: 4.0,
+                timestamp: 0,
+                country: 0,
+            })
+            .collect();
+        RatingsDataset::new(records, Arc::new(vocab))
+    }
+
+    #[test]
+    fn per_user_split_holds_out_a_fifth_and_keeps_one_to_train() {
+        // User 0: 10 ratings → 2 held out; user 1: 4 → 0 (⌊0.8⌋); user 2: 1 → 0.
+        let mut pairs: Vec<(u32, u32)> = (0..10).map(|i| (0, i)).collect();
+        pairs.extend((0..4).map(|i| (1, i)));
+        pairs.push((2, 5));
+        let data = ratings(&pairs);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (train, test) = per_user_split(&data, 0.2, &mut rng);
+        assert_eq!((train.len(), test.len()), (13, 2));
+        assert!(test.records.iter().all(|r| r.user == 0));
+        // Train and test partition the ratings.
+        let mut all: Vec<(u32, u32)> = train
+            .records
+            .iter()
+            .chain(&test.records)
+            .map(|r| (r.user, r.item))
+            .collect();
+        all.sort_unstable();
+        let mut expected = pairs.clone();
+        expected.sort_unstable();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn class_split_holds_out_at_least_one_fraud() {
+        let records = (0..13)
+            .map(|i| hansa_node::data::Transaction {
+                time_s: i as f32,
+                pca: [0.0; 28],
+                amount: 1.0,
+                fraud: i >= 10,
+            })
+            .collect();
+        let data = FraudDataset { records };
+        // 10 legitimate → 2 held out; 3 frauds → ⌊0.6⌉ = 1 held out, 2 kept to train.
+        let (train, test) = class_split(&data, 3);
+        assert_eq!((train.len(), test.len()), (10, 3));
+        assert_eq!((train.num_frauds(), test.num_frauds()), (2, 1));
+        // One fraud alone stays in training.
+        let one = data.select(&[0, 1, 2, 3, 4, 10]);
+        let (train, test) = class_split(&one, 3);
+        assert_eq!((train.num_frauds(), test.num_frauds()), (1, 0));
+        assert_eq!(test.len(), 1);
+    }
+
+    #[test]
+    fn implicit_label_flip_buys_only_what_the_customer_never_bought() {
+        let data = ratings(&[(0, 0), (0, 5), (1, 2)]);
+        let flipped = flip_implicit(&data);
+        let items: Vec<(u32, u32)> = flipped.records.iter().map(|r| (r.user, r.item)).collect();
+        // 10 items: item j → (j + 5) mod 10, skipping the customer's own purchases.
+        // User 0 bought 0 and 5: 0 → 5 (own) → 6; 5 → 0 (own) → 1. User 1: 2 → 7.
+        assert_eq!(items, vec![(0, 6), (0, 1), (1, 7)]);
+    }
 }
