@@ -138,7 +138,8 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let err = AggregatorConfig::load(&path).unwrap_err();
         assert!(
-            err.to_string().contains("field `federation.privacy.clip_norm`"),
+            err.to_string()
+                .contains("field `federation.privacy.clip_norm`"),
             "{err}"
         );
     }

@@ -34,14 +34,14 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
-pub mod data;
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod join;
 pub mod learner;
 pub mod metrics;
 pub mod model;
 pub mod runtime;
+pub mod setup;
 pub mod store;
 pub mod trainer;
-pub mod setup;

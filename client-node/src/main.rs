@@ -96,7 +96,9 @@ fn run(config_path: &Path) -> anyhow::Result<()> {
                     participant.last_round(),
                 )
                 .await?;
-                let end = participant.serve_welcomed(&mut link, &welcome, |_| false).await;
+                let end = participant
+                    .serve_welcomed(&mut link, &welcome, |_| false)
+                    .await;
                 anyhow::Ok((link, end))
             };
             let outcome = tokio::select! {
@@ -123,10 +125,13 @@ fn run(config_path: &Path) -> anyhow::Result<()> {
                 }
                 Ok((link, Err(e))) => {
                     warn!(error = %e, "session failed; reconnecting");
-                    link.close(CloseCode::ProtocolViolation, &e.to_string()).await;
+                    link.close(CloseCode::ProtocolViolation, &e.to_string())
+                        .await;
                 }
                 Err(e) if is_refusal(&e) => {
-                    return Err(e.context(format!("joining the aggregator at {}", config.aggregator)));
+                    return Err(
+                        e.context(format!("joining the aggregator at {}", config.aggregator))
+                    );
                 }
                 Err(e) => warn!(error = %format!("{e:#}"), "cannot reach the aggregator yet"),
             }

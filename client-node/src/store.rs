@@ -92,10 +92,9 @@ impl NodeStore {
         let Some(bytes) = self.db.get(LAST_ROUND_KEY).map_err(|e| self.sled(e))? else {
             return Ok(None);
         };
-        let array: [u8; 8] = bytes
-            .as_ref()
-            .try_into()
-            .map_err(|_| self.corrupt("last_round", format!("{} bytes, 8 expected", bytes.len())))?;
+        let array: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
+            self.corrupt("last_round", format!("{} bytes, 8 expected", bytes.len()))
+        })?;
         Ok(Some(Round::from_le_bytes(array)))
     }
 
@@ -132,7 +131,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut private = ParameterSet::new();
         private
-            .push("user_embedding", vec![1, 2], vec![0.25, -0.5], Scope::Private)
+            .push(
+                "user_embedding",
+                vec![1, 2],
+                vec![0.25, -0.5],
+                Scope::Private,
+            )
             .unwrap();
         let mut ledger = Ledger::new(4.0, 1e-5).unwrap();
         ledger.charge(1, 0.05).unwrap();

@@ -65,7 +65,14 @@ pub fn movielens_participant(merchant: &Merchant) -> anyhow::Result<Participant>
     let learner = movielens_learner(merchant)?;
     let held_out = HeldOut::Ratings(merchant.test.clone());
     let ledger = Ledger::new(100.0, 1e-5)?;
-    Ok(Participant::new(merchant.id.clone(), learner, held_out, 0.12, ledger, None)?)
+    Ok(Participant::new(
+        merchant.id.clone(),
+        learner,
+        held_out,
+        0.12,
+        ledger,
+        None,
+    )?)
 }
 
 /// Connects `participant` to a federation over an in-memory link and serves it in a
@@ -77,9 +84,14 @@ pub async fn spawn_node(
     mut fault: impl FnMut(Moment<'_>) -> bool + Send + 'static,
 ) -> JoinHandle<Result<(SessionEnd, Participant), NodeError>> {
     let (aggregator_side, mut node_side) = memory_pair(merchant);
-    assert!(admissions.admit(aggregator_side).await, "the federation is gone");
+    assert!(
+        admissions.admit(aggregator_side).await,
+        "the federation is gone"
+    );
     tokio::spawn(async move {
-        let end = participant.serve_with_faults(&mut node_side, &mut fault).await?;
+        let end = participant
+            .serve_with_faults(&mut node_side, &mut fault)
+            .await?;
         Ok((end, participant))
     })
 }

@@ -35,8 +35,12 @@ async fn hello(link: &mut Link, merchant: &str) {
 async fn rogue(mut link: Link, merchant: &'static str, spoil: Spoil) {
     hello(&mut link, merchant).await;
     loop {
-        let Ok(message) = link.recv().await else { return };
-        let Message::GlobalParameters(global) = message else { continue };
+        let Ok(message) = link.recv().await else {
+            return;
+        };
+        let Message::GlobalParameters(global) = message else {
+            continue;
+        };
         if global.round == 0 {
             continue;
         }
@@ -106,7 +110,13 @@ async fn a_round_goes_on_without_the_bad_updates() {
     let mut tasks = Vec::new();
     for merchant in &merchants {
         let participant = movielens_participant(merchant).unwrap();
-        tasks.push(spawn_node(&federation.admissions(), participant, &merchant.id, |_| false).await.abort_handle());
+        tasks.push(
+            spawn_node(&federation.admissions(), participant, &merchant.id, |_| {
+                false
+            })
+            .await
+            .abort_handle(),
+        );
     }
     for (merchant, spoil) in rogues {
         let (aggregator_side, node_side) = memory_pair(merchant);
@@ -133,7 +143,11 @@ async fn a_round_goes_on_without_the_bad_updates() {
     let Message::Error(refusal) = impostor.await.unwrap() else {
         panic!("the impostor was not refused");
     };
-    assert!(refusal.detail.contains("claims to be `merchant-0`"), "{}", refusal.detail);
+    assert!(
+        refusal.detail.contains("claims to be `merchant-0`"),
+        "{}",
+        refusal.detail
+    );
     assert_eq!(
         summary.contributors,
         ["merchant-0", "merchant-1", "merchant-2", "rogue-twice"],
@@ -150,7 +164,11 @@ async fn a_round_goes_on_without_the_bad_updates() {
         ("rogue-past", "deadline"),
     ]);
     for (merchant, words) in expected {
-        assert!(reason(merchant).contains(words), "{merchant}: {}", reason(merchant));
+        assert!(
+            reason(merchant).contains(words),
+            "{merchant}: {}",
+            reason(merchant)
+        );
     }
     assert!(!summary.missing.contains_key("merchant-9"));
     // The global model stayed finite and the round committed.

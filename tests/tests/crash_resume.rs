@@ -31,7 +31,11 @@ fn binary(name: &str) -> PathBuf {
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write_configs(dir: &Path, port: u16) {
@@ -128,7 +132,12 @@ impl Drop for Process {
 fn aggregator_killed_mid_round_resumes_from_its_store_without_counting_twice() {
     let dir = tempfile::tempdir().unwrap();
     let merchants: Vec<String> = MERCHANTS.iter().map(|m| m.to_string()).collect();
-    provision(&dir.path().join("pki"), &["127.0.0.1".to_string()], &merchants).unwrap();
+    provision(
+        &dir.path().join("pki"),
+        &["127.0.0.1".to_string()],
+        &merchants,
+    )
+    .unwrap();
     let port = free_udp_port();
     write_configs(dir.path(), port);
     let (aggregator_bin, node_bin) = (binary("hansa-aggregator"), binary("hansa-node"));
@@ -154,36 +163,63 @@ fn aggregator_killed_mid_round_resumes_from_its_store_without_counting_twice() {
     {
         let store = SledStore::open(dir.path().join("store"), StoreOptions::default()).unwrap();
         let last = store.last_committed_round().unwrap();
-        assert!(last == Some(1) || last == Some(2), "committed before the kill: {last:?}");
+        assert!(
+            last == Some(1) || last == Some(2),
+            "committed before the kill: {last:?}"
+        );
     }
 
     // Restart: it resumes after the last committed round; the nodes come back by themselves.
     let mut aggregator = Process::start(&aggregator_bin, &serve, dir.path());
     aggregator.wait_for(&["federation opened"], Duration::from_secs(20));
-    aggregator.wait_for(&["every configured round is committed"], Duration::from_secs(240));
+    aggregator.wait_for(
+        &["every configured round is committed"],
+        Duration::from_secs(240),
+    );
     assert!(aggregator.wait_exit(Duration::from_secs(20)).success());
     for node in &mut nodes {
-        assert!(node.wait_exit(Duration::from_secs(20)).success(), "a node failed");
+        assert!(
+            node.wait_exit(Duration::from_secs(20)).success(),
+            "a node failed"
+        );
     }
 
     let store = SledStore::open(dir.path().join("store"), StoreOptions::default()).unwrap();
     assert_eq!(store.last_committed_round().unwrap(), Some(ROUNDS));
     let rounds = store.rounds().unwrap();
     let numbers: Vec<u64> = rounds.iter().map(|r| r.round).collect();
-    assert_eq!(numbers, (1..=ROUNDS).collect::<Vec<_>>(), "each round committed once");
+    assert_eq!(
+        numbers,
+        (1..=ROUNDS).collect::<Vec<_>>(),
+        "each round committed once"
+    );
     for record in &rounds {
-        assert_eq!(record.training.contributors, MERCHANTS, "round {}", record.round);
+        assert_eq!(
+            record.training.contributors, MERCHANTS,
+            "round {}",
+            record.round
+        );
     }
     // One ledger entry per round: no round, and so no update, was counted twice.
     let ledger = store.ledger().unwrap();
     assert_eq!(ledger.iter().map(|e| e.round).collect::<Vec<_>>(), numbers);
-    assert!(store.latest_checkpoint().unwrap().is_some_and(|(r, _)| r == ROUNDS));
+    assert!(store
+        .latest_checkpoint()
+        .unwrap()
+        .is_some_and(|(r, _)| r == ROUNDS));
     let rmse = |r| {
         let evaluation = store.evaluation(r).unwrap();
-        evaluation.weighted_mean.iter().find(|m| m.name == "rmse").map(|m| m.value)
+        evaluation
+            .weighted_mean
+            .iter()
+            .find(|m| m.name == "rmse")
+            .map(|m| m.value)
     };
     let (first, last) = (rmse(1).unwrap(), rmse(ROUNDS).unwrap());
-    assert!(last < first, "RMSE after round {ROUNDS} ({last}) not below round 1 ({first})");
+    assert!(
+        last < first,
+        "RMSE after round {ROUNDS} ({last}) not below round 1 ({first})"
+    );
     drop(store);
 
     // The operator's status works from the store alone.
@@ -192,7 +228,11 @@ fn aggregator_killed_mid_round_resumes_from_its_store_without_counting_twice() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("merchant-a"), "{text}");
 }

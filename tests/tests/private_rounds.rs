@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use hansa_aggregator::round::{DpModeName, Federation, FederationError, FederationSettings};
 use hansa_aggregator::store::{SledStore, Store, StoreOptions};
+use hansa_node::runtime::{Moment, Release, SessionEnd};
 use hansa_privacy::accountant::{epsilon, round_rho};
 use hansa_privacy::protect::decode_sum;
 use hansa_protocol::Message;
-use hansa_node::runtime::{Moment, Release, SessionEnd};
 use hansa_tests::{drop_when, movielens_merchants, movielens_participant, spawn_node};
 
 fn open(settings: FederationSettings, dir: &std::path::Path) -> Federation<SledStore> {
@@ -80,7 +80,12 @@ async fn distributed_dp_round_survives_a_dropout_before_and_after_the_masked_upd
     let before = store.checkpoint(0).unwrap().unwrap().to_flat();
     let after = store.checkpoint(1).unwrap().unwrap().to_flat();
     let released = released.lock().unwrap();
-    assert_eq!(released.len(), 4, "merchant-1 never released: {:?}", released.keys());
+    assert_eq!(
+        released.len(),
+        4,
+        "merchant-1 never released: {:?}",
+        released.keys()
+    );
     let mut sum = vec![0u32; released["merchant-0"].len()];
     for merchant in &summary.contributors {
         for (s, w) in sum.iter_mut().zip(&released[merchant]) {
@@ -88,8 +93,17 @@ async fn distributed_dp_round_survives_a_dropout_before_and_after_the_masked_upd
         }
     }
     let decoded = decode_sum(&sum, before.len(), settings.privacy.grid_step, false).unwrap();
-    assert!((decoded.total_weight - 4.0).abs() < 1e-9, "weight {}", decoded.total_weight);
-    for (i, ((b, a), s)) in before.iter().zip(&after).zip(&decoded.weighted_sum).enumerate() {
+    assert!(
+        (decoded.total_weight - 4.0).abs() < 1e-9,
+        "weight {}",
+        decoded.total_weight
+    );
+    for (i, ((b, a), s)) in before
+        .iter()
+        .zip(&after)
+        .zip(&decoded.weighted_sum)
+        .enumerate()
+    {
         let expected = f64::from(*b) + s / decoded.total_weight;
         assert!(
             (f64::from(*a) - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
@@ -142,7 +156,12 @@ async fn budget_stops_the_federation_before_the_round_that_would_exceed_it() {
     let mut nodes = Vec::new();
     for merchant in &merchants {
         let participant = movielens_participant(merchant).unwrap();
-        nodes.push(spawn_node(&federation.admissions(), participant, &merchant.id, |_| false).await);
+        nodes.push(
+            spawn_node(&federation.admissions(), participant, &merchant.id, |_| {
+                false
+            })
+            .await,
+        );
     }
 
     let err = federation.run().await.unwrap_err();
@@ -154,8 +173,16 @@ async fn budget_stops_the_federation_before_the_round_that_would_exceed_it() {
     assert!((refusal.epsilon_spent - one_round).abs() < 1e-9);
     assert!(refusal.epsilon_would_spend > refusal.max_epsilon);
     let message = err.to_string();
-    for words in ["round 2 refused", "Spent so far", "would bring it to", "the limit is"] {
-        assert!(message.contains(words), "message lacks `{words}`: {message}");
+    for words in [
+        "round 2 refused",
+        "Spent so far",
+        "would bring it to",
+        "the limit is",
+    ] {
+        assert!(
+            message.contains(words),
+            "message lacks `{words}`: {message}"
+        );
     }
 
     let store = federation.store();
@@ -182,7 +209,10 @@ async fn budget_stops_the_federation_before_the_round_that_would_exceed_it() {
         nodes.push(spawn_node(&reopened.admissions(), participant, &merchant.id, |_| false).await);
     }
     let again = reopened.run().await.unwrap_err();
-    assert!(matches!(again, FederationError::BudgetExhausted(ref r) if r.round == 2), "{again}");
+    assert!(
+        matches!(again, FederationError::BudgetExhausted(ref r) if r.round == 2),
+        "{again}"
+    );
     assert_eq!(reopened.store().ledger().unwrap(), ledger_before);
     assert_eq!(reopened.store().last_committed_round().unwrap(), Some(1));
     for node in nodes {

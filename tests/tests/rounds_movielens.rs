@@ -29,13 +29,24 @@ async fn federated_rmse(strategy: StrategyConfig, rounds: u64) -> Vec<f64> {
     let mut nodes = Vec::new();
     for merchant in &merchants {
         let participant = movielens_participant(merchant).unwrap();
-        nodes.push(spawn_node(&federation.admissions(), participant, &merchant.id, |_| false).await);
+        nodes.push(
+            spawn_node(&federation.admissions(), participant, &merchant.id, |_| {
+                false
+            })
+            .await,
+        );
     }
 
     let summaries = federation.run().await.unwrap();
     assert_eq!(summaries.len() as u64, rounds);
     for summary in &summaries {
-        assert_eq!(summary.contributors.len(), 3, "round {}: {:?}", summary.round, summary.missing);
+        assert_eq!(
+            summary.contributors.len(),
+            3,
+            "round {}: {:?}",
+            summary.round,
+            summary.missing
+        );
         assert_eq!(summary.evaluation.per_node.len(), 3, "every node evaluates");
     }
     let store = federation.store();
@@ -43,7 +54,12 @@ async fn federated_rmse(strategy: StrategyConfig, rounds: u64) -> Vec<f64> {
     let rmse: Vec<f64> = (1..=rounds)
         .map(|r| {
             let evaluation = store.evaluation(r).unwrap();
-            evaluation.weighted_mean.iter().find(|m| m.name == "rmse").unwrap().value
+            evaluation
+                .weighted_mean
+                .iter()
+                .find(|m| m.name == "rmse")
+                .unwrap()
+                .value
         })
         .collect();
     drop(federation);
@@ -57,8 +73,16 @@ async fn federated_rmse(strategy: StrategyConfig, rounds: u64) -> Vec<f64> {
 async fn fedavg_lowers_the_global_test_rmse_over_five_rounds() {
     let rmse = federated_rmse(StrategyConfig::FedAvg, 5).await;
     eprintln!("FedAvg RMSE per round: {rmse:?}");
-    assert!(rmse.iter().all(|r| r.is_finite() && *r > 0.5 && *r < 2.0), "{rmse:?}");
-    assert!(rmse[4] < rmse[0], "RMSE after round 5 ({}) not below round 1 ({})", rmse[4], rmse[0]);
+    assert!(
+        rmse.iter().all(|r| r.is_finite() && *r > 0.5 && *r < 2.0),
+        "{rmse:?}"
+    );
+    assert!(
+        rmse[4] < rmse[0],
+        "RMSE after round 5 ({}) not below round 1 ({})",
+        rmse[4],
+        rmse[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,6 +93,14 @@ async fn fedadam_lowers_the_global_test_rmse_over_five_rounds() {
     };
     let rmse = federated_rmse(StrategyConfig::FedAdam(adaptive), 5).await;
     eprintln!("FedAdam RMSE per round: {rmse:?}");
-    assert!(rmse.iter().all(|r| r.is_finite()), "FedAdam produced NaN: {rmse:?}");
-    assert!(rmse[4] < rmse[0], "RMSE after round 5 ({}) not below round 1 ({})", rmse[4], rmse[0]);
+    assert!(
+        rmse.iter().all(|r| r.is_finite()),
+        "FedAdam produced NaN: {rmse:?}"
+    );
+    assert!(
+        rmse[4] < rmse[0],
+        "RMSE after round 5 ({}) not below round 1 ({})",
+        rmse[4],
+        rmse[0]
+    );
 }

@@ -51,8 +51,16 @@ mod tests {
         let connected = merchants(20);
         let a = select(&connected, 5, 7, 3);
         assert_eq!(a.len(), 5);
-        assert_eq!(a, select(&connected, 5, 7, 3), "same seed and round, same cohort");
-        assert_ne!(a, select(&connected, 5, 7, 4), "another round draws another cohort");
+        assert_eq!(
+            a,
+            select(&connected, 5, 7, 3),
+            "same seed and round, same cohort"
+        );
+        assert_ne!(
+            a,
+            select(&connected, 5, 7, 4),
+            "another round draws another cohort"
+        );
         assert!(a.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
     }
 }

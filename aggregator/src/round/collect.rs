@@ -44,8 +44,9 @@ pub async fn collect<T>(
 ) -> Collected<T> {
     let mut answers = BTreeMap::new();
     let mut missing = BTreeMap::new();
-    let outstanding =
-        |answers: &BTreeMap<_, _>, missing: &BTreeMap<_, _>| answers.len() + missing.len() < expected.len();
+    let outstanding = |answers: &BTreeMap<_, _>, missing: &BTreeMap<_, _>| {
+        answers.len() + missing.len() < expected.len()
+    };
 
     while outstanding(&answers, &missing) {
         let Some(event) = roster.next_event(deadline).await else {
@@ -90,7 +91,10 @@ pub async fn collect<T>(
     for merchant in expected {
         if !answers.contains_key(merchant) && !missing.contains_key(merchant) {
             info!(%merchant, phase, "straggler: no answer before the deadline");
-            missing.insert(merchant.clone(), format!("no answer before the {phase} deadline"));
+            missing.insert(
+                merchant.clone(),
+                format!("no answer before the {phase} deadline"),
+            );
         }
     }
     Collected { answers, missing }

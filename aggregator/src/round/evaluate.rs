@@ -35,16 +35,22 @@ pub(super) async fn evaluate(
         }
     }
     let deadline = Instant::now() + Duration::from_millis(deadline_ms);
-    let collected = collect(roster, "evaluation", &expected, deadline, |_, message| match message {
-        Message::EvaluationReport(report) if report.round == round => {
-            if report.metrics.iter().all(|m| m.value.is_finite()) {
-                Verdict::Accept(report)
-            } else {
-                Verdict::Refuse("evaluation report with a non-finite metric".into())
+    let collected = collect(
+        roster,
+        "evaluation",
+        &expected,
+        deadline,
+        |_, message| match message {
+            Message::EvaluationReport(report) if report.round == round => {
+                if report.metrics.iter().all(|m| m.value.is_finite()) {
+                    Verdict::Accept(report)
+                } else {
+                    Verdict::Refuse("evaluation report with a non-finite metric".into())
+                }
             }
-        }
-        _ => Verdict::Ignore,
-    })
+            _ => Verdict::Ignore,
+        },
+    )
     .await;
     collected
         .answers

@@ -209,7 +209,11 @@ impl<S: Store> Federation<S> {
             wants_initial_model: global.is_none(),
         });
         let roster = Roster::new(standing_rx);
-        info!(last_committed = last, has_model = global.is_some(), "federation opened");
+        info!(
+            last_committed = last,
+            has_model = global.is_some(),
+            "federation opened"
+        );
         Ok(Self {
             settings,
             store,
@@ -304,7 +308,12 @@ impl<S: Store> Federation<S> {
         let connected = self.wait_for_cohort(round).await?;
         self.rounds_started += 1;
         let global = self.global.clone().ok_or(FederationError::NoInitialModel)?;
-        let cohort = select(&connected, self.settings.cohort_size, self.settings.seed, round);
+        let cohort = select(
+            &connected,
+            self.settings.cohort_size,
+            self.settings.seed,
+            round,
+        );
         if cohort.is_empty() {
             return Err(FederationError::EmptyCohort);
         }
@@ -315,7 +324,11 @@ impl<S: Store> Federation<S> {
         // The budget is checked for the least noise the round can complete with.
         let worst_rho = round_rho(&privacy, global.num_values(), privacy.noise_shares as usize)?;
         self.ledger.check(round, worst_rho)?;
-        info!(cohort = cohort.len(), rho_at_most = worst_rho, "round starts");
+        info!(
+            cohort = cohort.len(),
+            rho_at_most = worst_rho,
+            "round starts"
+        );
 
         let gathered = if self.settings.secure_aggregation.enabled {
             let deadlines = secure::SecureDeadlines {
@@ -331,10 +344,17 @@ impl<S: Store> Federation<S> {
                 deadlines,
                 needed,
             )
-                .await?
+            .await?
         } else {
             let uniform = self.settings.uniform_weights();
-            plain::run(&mut self.roster, configs.clone(), &global, &mut self.strategy, uniform).await?
+            plain::run(
+                &mut self.roster,
+                configs.clone(),
+                &global,
+                &mut self.strategy,
+                uniform,
+            )
+            .await?
         };
 
         let rho = round_rho(&privacy, global.num_values(), gathered.shares_arrived)?;
@@ -347,9 +367,13 @@ impl<S: Store> Federation<S> {
             delta: self.ledger.delta(),
         };
         let global = self.global.clone().unwrap_or_default();
-        let reports =
-            evaluate::evaluate(&mut self.roster, complete, &global, self.settings.evaluation_deadline_ms)
-                .await;
+        let reports = evaluate::evaluate(
+            &mut self.roster,
+            complete,
+            &global,
+            self.settings.evaluation_deadline_ms,
+        )
+        .await;
         for report in &reports {
             let message = hansa_protocol::messages::EvaluationReport {
                 round,
@@ -382,7 +406,11 @@ impl<S: Store> Federation<S> {
     ) -> Result<RoundSummary, FederationError> {
         let mut ledger = self.ledger.clone();
         let entry = ledger.charge(round, rho)?.clone();
-        let config = configs.values().next().cloned().ok_or(FederationError::EmptyCohort)?;
+        let config = configs
+            .values()
+            .next()
+            .cloned()
+            .ok_or(FederationError::EmptyCohort)?;
         let record = RoundRecord {
             round,
             config,
@@ -424,7 +452,11 @@ impl<S: Store> Federation<S> {
     }
 
     /// Each cohort member's config: the same settings, its own neighbours.
-    fn round_configs(&self, round: Round, cohort: &[MerchantId]) -> BTreeMap<MerchantId, RoundConfig> {
+    fn round_configs(
+        &self,
+        round: Round,
+        cohort: &[MerchantId],
+    ) -> BTreeMap<MerchantId, RoundConfig> {
         let s = &self.settings;
         let seed = round_seed(s.seed, round);
         let (graph, threshold, shares) = if s.secure_aggregation.enabled {
@@ -479,9 +511,14 @@ impl<S: Store> Federation<S> {
                 return Ok(self.roster.connected());
             }
             if ready && grace_until.is_none() {
-                grace_until = Some(Instant::now() + Duration::from_millis(self.settings.cohort_grace_ms));
+                grace_until =
+                    Some(Instant::now() + Duration::from_millis(self.settings.cohort_grace_ms));
             }
-            let Some(event) = self.roster.next_event(grace_until.unwrap_or(deadline)).await else {
+            let Some(event) = self
+                .roster
+                .next_event(grace_until.unwrap_or(deadline))
+                .await
+            else {
                 if grace_until.is_some() {
                     if self.roster.len() >= self.settings.min_cohort {
                         return Ok(self.roster.connected());
@@ -533,7 +570,10 @@ impl<S: Store> Federation<S> {
     }
 
     /// Tells every connected node why the federation stops, and returns the error.
-    async fn refuse_for_budget(&mut self, refusal: hansa_privacy::BudgetRefusal) -> FederationError {
+    async fn refuse_for_budget(
+        &mut self,
+        refusal: hansa_privacy::BudgetRefusal,
+    ) -> FederationError {
         warn!(%refusal, "privacy budget: no further round");
         let message = Arc::new(Message::Error(ErrorMessage {
             code: ErrorCode::BudgetExhausted,
@@ -585,7 +625,9 @@ pub(crate) async fn send_round_start(
     }));
     let mut reached = BTreeSet::new();
     for (merchant, config) in configs {
-        if roster.send(&merchant, Arc::new(Message::RoundConfig(config))).await
+        if roster
+            .send(&merchant, Arc::new(Message::RoundConfig(config)))
+            .await
             && roster.send(&merchant, parameters.clone()).await
         {
             reached.insert(merchant);

@@ -28,16 +28,24 @@ pub(super) async fn run(
     strategy: &mut Strategy,
     uniform_weights: bool,
 ) -> Result<Gathered, FederationError> {
-    let config = configs.values().next().cloned().ok_or(FederationError::EmptyCohort)?;
+    let config = configs
+        .values()
+        .next()
+        .cloned()
+        .ok_or(FederationError::EmptyCohort)?;
     let round = config.round;
     let privacy = Some(config.privacy.clone());
     let expected = super::send_round_start(roster, configs, global).await;
 
     let layout = global.spec();
     let deadline = Instant::now() + Duration::from_millis(config.update_deadline_ms);
-    let collected = collect(roster, "update", &expected, deadline, |merchant, message| {
-        judge_update(&config, &layout, merchant, message)
-    })
+    let collected = collect(
+        roster,
+        "update",
+        &expected,
+        deadline,
+        |merchant, message| judge_update(&config, &layout, merchant, message),
+    )
     .await;
 
     let contributors: Vec<MerchantId> = collected.answers.keys().cloned().collect();

@@ -216,7 +216,10 @@ impl Roster {
         self.next_connection += 1;
         let connection = self.next_connection;
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
-        if let Some(old) = self.nodes.insert(merchant.clone(), Connected { connection, outbox }) {
+        if let Some(old) = self
+            .nodes
+            .insert(merchant.clone(), Connected { connection, outbox })
+        {
             // A reconnect: the old writer ends when its outbox sender is dropped here.
             debug!(%merchant, old = old.connection, new = connection, "node reconnected");
         }
@@ -251,7 +254,8 @@ async fn run_link(
         if let Err(e) = greet(&mut link, standing, HELLO_TIMEOUT).await {
             warn!(%merchant, peer = ?link.remote_address(), reason = %e, "hello refused");
             let _ = inbox.send(report(News::Gone(e.to_string()))).await;
-            link.close(CloseCode::ProtocolViolation, &e.to_string()).await;
+            link.close(CloseCode::ProtocolViolation, &e.to_string())
+                .await;
             return;
         }
     }

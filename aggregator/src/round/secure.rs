@@ -37,7 +37,10 @@ pub(super) async fn run(
     deadlines: SecureDeadlines,
     noise_shares: usize,
 ) -> Result<Gathered, FederationError> {
-    let first = configs.values().next().ok_or(FederationError::EmptyCohort)?;
+    let first = configs
+        .values()
+        .next()
+        .ok_or(FederationError::EmptyCohort)?;
     let round = first.round;
     let grid_step = first.privacy.grid_step;
     let threshold = first
@@ -59,36 +62,69 @@ pub(super) async fn run(
     let mut alive = send_round_start(roster, configs, global).await;
 
     // 1. Keys.
-    let keys = collect(roster, "advertise-keys", &alive, phase(deadlines.phase_ms), |_, m| match m {
-        Message::AdvertiseKeys(k) if k.round == round => Verdict::Accept(k),
-        Message::Decline(d) if d.round == round => Verdict::Refuse(format!("declined: {}", d.reason)),
-        _ => Verdict::Ignore,
-    })
+    let keys = collect(
+        roster,
+        "advertise-keys",
+        &alive,
+        phase(deadlines.phase_ms),
+        |_, m| match m {
+            Message::AdvertiseKeys(k) if k.round == round => Verdict::Accept(k),
+            Message::Decline(d) if d.round == round => {
+                Verdict::Refuse(format!("declined: {}", d.reason))
+            }
+            _ => Verdict::Ignore,
+        },
+    )
     .await;
     alive = absorb(keys, &mut missing, |m, k| server.receive_keys(m, k));
     let rosters = server.key_rosters()?;
     alive = deliver(roster, rosters, Message::KeyRoster, &alive, &mut missing).await;
 
     // 2. Encrypted shares, routed.
-    let shares = collect(roster, "encrypted-shares", &alive, phase(deadlines.phase_ms), |_, m| match m {
-        Message::EncryptedShares(s) if s.round == round => Verdict::Accept(s),
-        _ => Verdict::Ignore,
-    })
+    let shares = collect(
+        roster,
+        "encrypted-shares",
+        &alive,
+        phase(deadlines.phase_ms),
+        |_, m| match m {
+            Message::EncryptedShares(s) if s.round == round => Verdict::Accept(s),
+            _ => Verdict::Ignore,
+        },
+    )
     .await;
     alive = absorb(shares, &mut missing, |m, s| server.receive_shares(m, s));
     let deliveries = server.share_deliveries()?;
-    alive = deliver(roster, deliveries, Message::ShareDelivery, &alive, &mut missing).await;
+    alive = deliver(
+        roster,
+        deliveries,
+        Message::ShareDelivery,
+        &alive,
+        &mut missing,
+    )
+    .await;
 
     // 3. Masked updates: the nodes train now, so this phase has the long deadline.
-    let masked = collect(roster, "masked-update", &alive, phase(deadlines.update_ms), |_, m| match m {
-        Message::MaskedUpdate(u) if u.round == round => Verdict::Accept(u),
-        Message::Decline(d) if d.round == round => Verdict::Refuse(format!("declined: {}", d.reason)),
-        _ => Verdict::Ignore,
-    })
+    let masked = collect(
+        roster,
+        "masked-update",
+        &alive,
+        phase(deadlines.update_ms),
+        |_, m| match m {
+            Message::MaskedUpdate(u) if u.round == round => Verdict::Accept(u),
+            Message::Decline(d) if d.round == round => {
+                Verdict::Refuse(format!("declined: {}", d.reason))
+            }
+            _ => Verdict::Ignore,
+        },
+    )
     .await;
     alive = absorb(masked, &mut missing, |m, u| server.receive_masked(m, &u));
     let contributors: Vec<MerchantId> = server.contributors().cloned().collect();
-    info!(round, contributors = contributors.len(), "masked updates in");
+    info!(
+        round,
+        contributors = contributors.len(),
+        "masked updates in"
+    );
     if contributors.len() < noise_shares {
         return Err(FederationError::TooFewNoiseShares {
             round,
@@ -97,15 +133,30 @@ pub(super) async fn run(
         });
     }
     let requests = server.unmask_requests()?;
-    alive = deliver(roster, requests, Message::UnmaskRequest, &alive, &mut missing).await;
+    alive = deliver(
+        roster,
+        requests,
+        Message::UnmaskRequest,
+        &alive,
+        &mut missing,
+    )
+    .await;
 
     // 4. Unmasking.
-    let replies = collect(roster, "unmask-reply", &alive, phase(deadlines.phase_ms), |_, m| match m {
-        Message::UnmaskReply(r) if r.round == round => Verdict::Accept(r),
-        _ => Verdict::Ignore,
-    })
+    let replies = collect(
+        roster,
+        "unmask-reply",
+        &alive,
+        phase(deadlines.phase_ms),
+        |_, m| match m {
+            Message::UnmaskReply(r) if r.round == round => Verdict::Accept(r),
+            _ => Verdict::Ignore,
+        },
+    )
     .await;
-    absorb(replies, &mut missing, |m, r| server.receive_unmask_reply(m, r));
+    absorb(replies, &mut missing, |m, r| {
+        server.receive_unmask_reply(m, r)
+    });
     let sum = server.finish()?;
     // A contributor that left after its masked update is in the sum, not missing.
     missing.retain(|merchant, _| !sum.contributors.contains(merchant));
@@ -158,7 +209,10 @@ async fn deliver<T>(
         if !alive.contains(&merchant) {
             continue;
         }
-        if roster.send(&merchant, std::sync::Arc::new(wrap(message))).await {
+        if roster
+            .send(&merchant, std::sync::Arc::new(wrap(message)))
+            .await
+        {
             reached.insert(merchant);
         } else {
             missing.insert(merchant, "link closed".into());

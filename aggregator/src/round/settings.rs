@@ -176,11 +176,17 @@ impl FederationSettings {
         if self.cohort_size != 0 && self.cohort_size < self.min_cohort {
             return fail(
                 "cohort_size",
-                format!("{} is below min_cohort {}", self.cohort_size, self.min_cohort),
+                format!(
+                    "{} is below min_cohort {}",
+                    self.cohort_size, self.min_cohort
+                ),
             );
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return fail("learning_rate", format!("must be a positive number, got {}", self.learning_rate));
+            return fail(
+                "learning_rate",
+                format!("must be a positive number, got {}", self.learning_rate),
+            );
         }
         if self.batch_size == 0 {
             return fail("batch_size", "must be at least 1".into());
@@ -200,11 +206,17 @@ impl FederationSettings {
         ] {
             // `!(x > 0)` also refuses NaN, which slips through `x <= 0`.
             if !(value.is_finite() && value > 0.0) {
-                return fail(name, format!("must be a positive finite number, got {value}"));
+                return fail(
+                    name,
+                    format!("must be a positive finite number, got {value}"),
+                );
             }
         }
         if !(p.delta.is_finite() && p.delta > 0.0 && p.delta < 1.0) {
-            return fail("privacy.delta", format!("must lie in (0, 1), got {}", p.delta));
+            return fail(
+                "privacy.delta",
+                format!("must lie in (0, 1), got {}", p.delta),
+            );
         }
         let secure = &self.secure_aggregation;
         if p.mode == DpModeName::Distributed && !secure.enabled {
@@ -217,18 +229,30 @@ impl FederationSettings {
             if !self.strategy.supports_secure_aggregation() {
                 return fail(
                     "strategy",
-                    format!("{} needs updates in clear; turn secure aggregation off", self.strategy.name()),
+                    format!(
+                        "{} needs updates in clear; turn secure aggregation off",
+                        self.strategy.name()
+                    ),
                 );
             }
             if secure.neighbours < 2 {
-                return fail("secure_aggregation.neighbours", format!("must be at least 2, got {}", secure.neighbours));
+                return fail(
+                    "secure_aggregation.neighbours",
+                    format!("must be at least 2, got {}", secure.neighbours),
+                );
             }
             let f = secure.threshold_fraction;
             if !(f.is_finite() && f > 0.0 && f <= 1.0) {
-                return fail("secure_aggregation.threshold_fraction", format!("must lie in (0, 1], got {f}"));
+                return fail(
+                    "secure_aggregation.threshold_fraction",
+                    format!("must lie in (0, 1], got {f}"),
+                );
             }
             if self.min_cohort < 3 {
-                return fail("min_cohort", "secure aggregation needs at least 3 nodes per round".into());
+                return fail(
+                    "min_cohort",
+                    "secure aggregation needs at least 3 nodes per round".into(),
+                );
             }
         }
         Ok(())

@@ -209,7 +209,10 @@ impl Participant {
             Message::Welcome(welcome) => welcome,
             Message::Error(e) => return Err(NodeError::Protocol(e.detail)),
             other => {
-                return Err(NodeError::Protocol(format!("expected welcome, got {}", other.kind())))
+                return Err(NodeError::Protocol(format!(
+                    "expected welcome, got {}",
+                    other.kind()
+                )))
             }
         };
         self.serve_welcomed(link, &welcome, fault).await
@@ -241,7 +244,10 @@ impl Participant {
                 Err(e) => return Ok(SessionEnd::Closed(e.to_string())),
             };
             if fault(Moment::Received(&message)) {
-                return Ok(SessionEnd::Closed(format!("fault injected on receiving {}", message.kind())));
+                return Ok(SessionEnd::Closed(format!(
+                    "fault injected on receiving {}",
+                    message.kind()
+                )));
             }
             if let Message::Error(e) = &message {
                 if e.code == ErrorCode::BudgetExhausted {
@@ -255,7 +261,10 @@ impl Participant {
             for reply in replies {
                 link.send(&reply).await?;
                 if fault(Moment::Sent(&reply)) {
-                    return Ok(SessionEnd::Closed(format!("fault injected after sending {}", reply.kind())));
+                    return Ok(SessionEnd::Closed(format!(
+                        "fault injected after sending {}",
+                        reply.kind()
+                    )));
                 }
             }
         }
@@ -279,20 +288,53 @@ impl Participant {
                 let _entered = span.enter();
                 self.start_round(config, global.parameters)
             }
-            (Phase::Secure { config, global, mut secagg }, Message::KeyRoster(roster)) => {
+            (
+                Phase::Secure {
+                    config,
+                    global,
+                    mut secagg,
+                },
+                Message::KeyRoster(roster),
+            ) => {
                 let shares = secagg.on_key_roster(roster)?;
-                self.phase = Phase::Secure { config, global, secagg };
+                self.phase = Phase::Secure {
+                    config,
+                    global,
+                    secagg,
+                };
                 Ok(vec![Message::EncryptedShares(shares)])
             }
-            (Phase::Secure { config, global, mut secagg }, Message::ShareDelivery(delivery)) => {
+            (
+                Phase::Secure {
+                    config,
+                    global,
+                    mut secagg,
+                },
+                Message::ShareDelivery(delivery),
+            ) => {
                 secagg.on_share_delivery(delivery)?;
                 let reply = self.masked_update(&config, &global, &mut secagg)?;
-                self.phase = Phase::Secure { config, global, secagg };
+                self.phase = Phase::Secure {
+                    config,
+                    global,
+                    secagg,
+                };
                 Ok(vec![reply])
             }
-            (Phase::Secure { config, global, mut secagg }, Message::UnmaskRequest(request)) => {
+            (
+                Phase::Secure {
+                    config,
+                    global,
+                    mut secagg,
+                },
+                Message::UnmaskRequest(request),
+            ) => {
                 let reply = secagg.on_unmask_request(&request)?;
-                self.phase = Phase::Secure { config, global, secagg };
+                self.phase = Phase::Secure {
+                    config,
+                    global,
+                    secagg,
+                };
                 Ok(vec![Message::UnmaskReply(reply)])
             }
             (_, Message::RoundComplete(complete)) => {
@@ -300,8 +342,11 @@ impl Participant {
                 self.phase = Phase::Completed(complete.round);
                 Ok(Vec::new())
             }
-            (Phase::Completed(round), Message::GlobalParameters(global)) if global.round == round => {
-                self.evaluate(round, &global.parameters).map(|report| vec![report])
+            (Phase::Completed(round), Message::GlobalParameters(global))
+                if global.round == round =>
+            {
+                self.evaluate(round, &global.parameters)
+                    .map(|report| vec![report])
             }
             (phase, other) => {
                 warn!(merchant = %self.merchant, kind = other.kind(), "unexpected message; ignored");
@@ -312,9 +357,17 @@ impl Participant {
     }
 
     /// Checks the node's own budget, then trains (plain) or starts secure aggregation.
-    fn start_round(&mut self, config: RoundConfig, global: ParameterSet) -> Result<Vec<Message>, NodeError> {
+    fn start_round(
+        &mut self,
+        config: RoundConfig,
+        global: ParameterSet,
+    ) -> Result<Vec<Message>, NodeError> {
         // Charged for the least noise the round may complete with: never under-counted.
-        let rho = round_rho(&config.privacy, global.num_values(), config.privacy.noise_shares as usize)?;
+        let rho = round_rho(
+            &config.privacy,
+            global.num_values(),
+            config.privacy.noise_shares as usize,
+        )?;
         if let Err(e) = self.ledger.check(self.releases + 1, rho) {
             let reason = match e {
                 PrivacyError::BudgetExceeded(refusal) => format!(
@@ -340,10 +393,13 @@ impl Participant {
         let (report, delta) = self.train(&config, &global)?;
         let protected = protect_plain(delta, &config.privacy)?;
         if let Some(observe) = &mut self.observer {
-            observe(Release::Plain { round: config.round, values: &protected });
+            observe(Release::Plain {
+                round: config.round,
+                values: &protected,
+            });
         }
-        let delta = ParameterSet::from_flat(&global.spec(), &protected)
-            .map_err(UpdateError::from)?;
+        let delta =
+            ParameterSet::from_flat(&global.spec(), &protected).map_err(UpdateError::from)?;
         self.charge(rho)?;
         Ok(vec![Message::Update(Update {
             round: config.round,
@@ -360,14 +416,28 @@ impl Participant {
         global: &ParameterSet,
         secagg: &mut SecAggNode,
     ) -> Result<Message, NodeError> {
-        let rho = round_rho(&config.privacy, global.num_values(), config.privacy.noise_shares as usize)?;
+        let rho = round_rho(
+            &config.privacy,
+            global.num_values(),
+            config.privacy.noise_shares as usize,
+        )?;
         let (_, delta) = self.train(config, global)?;
         // Every contributor weighs 1 under secure aggregation: example counts stay private
         // and the sensitivity bound needs bounded weights.
         let mut rng = ChaCha20Rng::from_entropy();
-        let protected = protect_for_secagg(delta, 1.0, &config.privacy, None, config.cohort.len(), &mut rng)?;
+        let protected = protect_for_secagg(
+            delta,
+            1.0,
+            &config.privacy,
+            None,
+            config.cohort.len(),
+            &mut rng,
+        )?;
         if let Some(observe) = &mut self.observer {
-            observe(Release::Quantised { round: config.round, words: &protected.words });
+            observe(Release::Quantised {
+                round: config.round,
+                words: &protected.words,
+            });
         }
         let masked = secagg.mask(protected.words)?;
         self.charge(rho)?;
@@ -456,9 +526,9 @@ fn decline(round: Round, reason: String) -> Message {
 /// A stable per-merchant seed component (FNV-1a of the id), so that merchants given the
 /// same round seed still shuffle differently.
 fn merchant_seed(merchant: &str) -> u64 {
-    merchant
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    merchant.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Runs CPU-heavy work (training) without stalling the runtime: on a multi-threaded

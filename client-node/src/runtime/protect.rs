@@ -33,7 +33,10 @@ pub fn delta(local: &ParameterSet, global: &ParameterSet) -> Result<Vec<f32>, Up
 /// Applies the round's privacy mode to a plain (not securely aggregated) update:
 /// `off` sends Δ as is; `central` clips to C (the aggregator adds the noise); `local`
 /// clips and adds the full Gaussian noise σ = z·C from opendp.
-pub fn protect_plain(mut delta: Vec<f32>, privacy: &PrivacySettings) -> Result<Vec<f32>, UpdateError> {
+pub fn protect_plain(
+    mut delta: Vec<f32>,
+    privacy: &PrivacySettings,
+) -> Result<Vec<f32>, UpdateError> {
     match privacy.mode {
         DpMode::Off => Ok(delta),
         DpMode::Central => {
@@ -64,7 +67,8 @@ mod tests {
 
     fn set(values: Vec<f32>) -> ParameterSet {
         let mut s = ParameterSet::new();
-        s.push("w", vec![values.len()], values, Scope::Shared).unwrap();
+        s.push("w", vec![values.len()], values, Scope::Shared)
+            .unwrap();
         s
     }
 
@@ -81,7 +85,9 @@ mod tests {
     #[test]
     fn delta_is_local_minus_global_on_shared_tensors() {
         let mut local = set(vec![1.0, 5.0]);
-        local.push("user", vec![1], vec![9.0], Scope::Private).unwrap();
+        local
+            .push("user", vec![1], vec![9.0], Scope::Private)
+            .unwrap();
         let d = delta(&local, &set(vec![0.5, 2.0])).unwrap();
         assert_eq!(d, [0.5, 3.0]);
     }
@@ -90,7 +96,10 @@ mod tests {
     fn central_mode_clips_to_the_clip_norm() {
         let clipped = protect_plain(vec![3.0, 4.0], &settings(DpMode::Central)).unwrap();
         assert!((clipped[0] - 0.6).abs() < 1e-6 && (clipped[1] - 0.8).abs() < 1e-6);
-        assert_eq!(protect_plain(vec![3.0, 4.0], &settings(DpMode::Off)).unwrap(), [3.0, 4.0]);
+        assert_eq!(
+            protect_plain(vec![3.0, 4.0], &settings(DpMode::Off)).unwrap(),
+            [3.0, 4.0]
+        );
     }
 
     #[test]
