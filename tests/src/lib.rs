@@ -10,14 +10,21 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use hansa_aggregator::round::Admissions;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hansa_aggregator::provision::FederationCa;
+use hansa_aggregator::round::{Admissions, Federation};
+use hansa_aggregator::serve::accept_nodes;
+use hansa_aggregator::store::Store;
 use hansa_node::data::movielens::load_100k_split;
 use hansa_node::data::RatingsDataset;
+use hansa_node::join::join;
 use hansa_node::learner::{HeldOut, Learner};
 use hansa_node::model::{Feedback, Recommender, RecommenderConfig};
 use hansa_node::runtime::{Moment, NodeError, Participant, SessionEnd};
 use hansa_privacy::Ledger;
-use hansa_protocol::memory_pair;
+use hansa_protocol::{memory_pair, AggregatorEndpoint, Identity, TransportSettings};
 use tokio::task::JoinHandle;
 
 /// One merchant's share of MovieLens 100K: its users' ratings of split u1.
@@ -113,4 +120,76 @@ pub fn drop_when(
 /// The set of ids of `merchants`.
 pub fn ids(merchants: &[Merchant]) -> BTreeSet<String> {
     merchants.iter().map(|m| m.id.clone()).collect()
+}
+
+/// A federation's front door on loopback QUIC with mutual TLS: a fresh federation CA, an
+/// aggregator endpoint on 127.0.0.1, and every node that completes its hello handed to
+/// the federation's roster.
+pub struct QuicFrontDoor {
+    ca: FederationCa,
+    addr: String,
+    _endpoint: Arc<AggregatorEndpoint>,
+}
+
+impl QuicFrontDoor {
+    /// Opens the endpoint and starts accepting nodes for `federation`.
+    pub async fn open<S: Store>(federation: &Federation<S>) -> anyhow::Result<Self> {
+        let ca = FederationCa::create()?;
+        let server = ca.identity(&ca.issue_aggregator(&["127.0.0.1".into()])?)?;
+        let endpoint = Arc::new(AggregatorEndpoint::bind(
+            "127.0.0.1:0".parse()?,
+            &server,
+            TransportSettings::default(),
+        )?);
+        let addr = endpoint.local_addr()?.to_string();
+        let (joined_tx, mut joined) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(accept_nodes(
+            endpoint.clone(),
+            joined_tx,
+            federation.standing(),
+            Duration::from_secs(10),
+        ));
+        let admissions = federation.admissions();
+        tokio::spawn(async move {
+            while let Some(node) = joined.recv().await {
+                if !admissions.admit_greeted(node).await {
+                    break;
+                }
+            }
+        });
+        Ok(Self {
+            ca,
+            addr,
+            _endpoint: endpoint,
+        })
+    }
+
+    /// A certificate of this federation for `merchant`.
+    pub fn merchant_identity(&self, merchant: &str) -> anyhow::Result<Identity> {
+        Ok(self.ca.identity(&self.ca.issue_merchant(merchant)?)?)
+    }
+
+    /// Dials the aggregator as `merchant` over QUIC and serves rounds in a task; `fault`
+    /// may stop the node at a chosen [`Moment`] (as if it crashed).
+    pub async fn spawn_node(
+        &self,
+        mut participant: Participant,
+        merchant: &str,
+        mut fault: impl FnMut(Moment<'_>) -> bool + Send + 'static,
+    ) -> JoinHandle<Result<(SessionEnd, Participant), NodeError>> {
+        let identity = self
+            .merchant_identity(merchant)
+            .expect("a merchant certificate");
+        let addr = self.addr.clone();
+        tokio::spawn(async move {
+            let settings = TransportSettings::default();
+            let (mut link, welcome) = join(&addr, "127.0.0.1", &identity, &settings, None)
+                .await
+                .map_err(|e| NodeError::Protocol(e.to_string()))?;
+            let end = participant
+                .serve_welcomed(&mut link, &welcome, &mut fault)
+                .await?;
+            Ok((end, participant))
+        })
+    }
 }

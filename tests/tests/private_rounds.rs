@@ -1,5 +1,6 @@
-//! Private rounds end to end: distributed DP under secure aggregation with dropouts, and
-//! the privacy budget stopping a federation. Real MovieLens merchants, in-memory links.
+//! Private rounds end to end: distributed DP under secure aggregation with dropouts (over
+//! loopback QUIC with mutual TLS), and the privacy budget stopping a federation (over
+//! in-memory links). Real MovieLens merchants.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,9 @@ use hansa_node::runtime::{Moment, Release, SessionEnd};
 use hansa_privacy::accountant::{epsilon, round_rho};
 use hansa_privacy::protect::decode_sum;
 use hansa_protocol::Message;
-use hansa_tests::{drop_when, movielens_merchants, movielens_participant, spawn_node};
+use hansa_tests::{
+    drop_when, movielens_merchants, movielens_participant, spawn_node, QuicFrontDoor,
+};
 
 fn open(settings: FederationSettings, dir: &std::path::Path) -> Federation<SledStore> {
     let store = SledStore::open(dir, StoreOptions::default()).unwrap();
@@ -40,6 +43,7 @@ async fn distributed_dp_round_survives_a_dropout_before_and_after_the_masked_upd
     let dir = tempfile::tempdir().unwrap();
     let mut federation = open(settings.clone(), dir.path());
 
+    let front_door = QuicFrontDoor::open(&federation).await.unwrap();
     // What each node released (quantised, noised, before masking), by merchant.
     let released: Arc<Mutex<BTreeMap<String, Vec<u32>>>> = Arc::default();
     let merchants = movielens_merchants(5).unwrap();
@@ -56,12 +60,17 @@ async fn distributed_dp_round_survives_a_dropout_before_and_after_the_masked_upd
         let drop_at: fn(&Moment<'_>) -> bool = match merchant.id.as_str() {
             // Drops before it sends its masked update: on receiving its neighbours' shares.
             "merchant-1" => |m| matches!(m, Moment::Received(Message::ShareDelivery(_))),
-            // Drops right after sending its masked update: before unmasking.
-            "merchant-3" => |m| matches!(m, Moment::Sent(Message::MaskedUpdate(_))),
+            // Drops right after sending its masked update: once it is in (the aggregator
+            // asks for unmasking only then), before it answers.
+            "merchant-3" => |m| matches!(m, Moment::Received(Message::UnmaskRequest(_))),
             _ => |_| false,
         };
         let fault = drop_when(drop_at);
-        nodes.push(spawn_node(&federation.admissions(), participant, &merchant.id, fault).await);
+        nodes.push(
+            front_door
+                .spawn_node(participant, &merchant.id, fault)
+                .await,
+        );
     }
 
     let summaries = federation.run().await.unwrap();

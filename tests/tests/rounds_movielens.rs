@@ -1,10 +1,10 @@
-//! Federated rounds on real MovieLens 100K merchants, aggregator and nodes in one process
-//! over in-memory links (the same round code as over QUIC).
+//! Federated rounds on real MovieLens 100K merchants: an aggregator and 3 nodes in one
+//! process over loopback QUIC with mutual TLS.
 
 use hansa_aggregator::round::{Federation, FederationSettings};
 use hansa_aggregator::store::{SledStore, Store, StoreOptions};
 use hansa_aggregator::strategy::{AdaptiveConfig, StrategyConfig};
-use hansa_tests::{movielens_merchants, movielens_participant, spawn_node};
+use hansa_tests::{movielens_merchants, movielens_participant, QuicFrontDoor};
 
 /// Runs `rounds` rounds with `strategy` over 3 merchants and returns the example-weighted
 /// held-out RMSE after each round.
@@ -25,15 +25,15 @@ async fn federated_rmse(strategy: StrategyConfig, rounds: u64) -> Vec<f64> {
     };
     let mut federation = Federation::open(settings, store, None).unwrap();
 
+    let front_door = QuicFrontDoor::open(&federation).await.unwrap();
     let merchants = movielens_merchants(3).unwrap();
     let mut nodes = Vec::new();
     for merchant in &merchants {
         let participant = movielens_participant(merchant).unwrap();
         nodes.push(
-            spawn_node(&federation.admissions(), participant, &merchant.id, |_| {
-                false
-            })
-            .await,
+            front_door
+                .spawn_node(participant, &merchant.id, |_| false)
+                .await,
         );
     }
 
