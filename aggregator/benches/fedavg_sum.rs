@@ -86,6 +86,7 @@ fn commit_time(global: &ParameterSet) {
                         noise_shares: 1,
                     },
                     secure_aggregation: None,
+                    adaptive_clip: None,
                     update_deadline_ms: 1,
                     seed: 0,
                 },

@@ -157,6 +157,20 @@ pub struct PrivacySettings {
     pub noise_shares: u32,
 }
 
+/// Adaptive clipping of one round (Andrew et al., "Differentially Private Learning with
+/// Adaptive Clipping"): each node also reports, as one more masked word with its own noise
+/// share, whether its update norm was within the round's clip norm; the aggregator moves
+/// the clip norm towards the target quantile of update norms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveClipSettings {
+    /// Target fraction γ of updates within the clip norm, in (0, 1).
+    pub target_quantile: f64,
+    /// Geometric learning rate η of the clip norm.
+    pub learning_rate: f64,
+    /// Standard deviation of the noise on the count of "within" bits, in bits.
+    pub bit_noise_std: f64,
+}
+
 /// Secure-aggregation settings of one round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecAggSettings {
@@ -185,6 +199,8 @@ pub struct RoundConfig {
     pub privacy: PrivacySettings,
     /// Secure aggregation, when on.
     pub secure_aggregation: Option<SecAggSettings>,
+    /// Adaptive clipping, when on (distributed DP under secure aggregation only).
+    pub adaptive_clip: Option<AdaptiveClipSettings>,
     /// How long the node has to send its update, from receipt of this config.
     pub update_deadline_ms: u64,
     /// Seed the node mixes into its local training randomness for this round.

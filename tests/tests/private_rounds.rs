@@ -10,6 +10,7 @@ use hansa_aggregator::store::{SledStore, Store, StoreOptions};
 use hansa_node::runtime::{Moment, Release, SessionEnd};
 use hansa_privacy::accountant::{epsilon, round_rho};
 use hansa_privacy::protect::decode_sum;
+use hansa_protocol::messages::AdaptiveClipSettings;
 use hansa_protocol::Message;
 use hansa_tests::{
     drop_when, movielens_merchants, movielens_participant, spawn_node, QuicFrontDoor,
@@ -224,6 +225,82 @@ async fn budget_stops_the_federation_before_the_round_that_would_exceed_it() {
     );
     assert_eq!(reopened.store().ledger().unwrap(), ledger_before);
     assert_eq!(reopened.store().last_committed_round().unwrap(), Some(1));
+    for node in nodes {
+        node.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_clipping_moves_the_clip_norm_and_charges_the_clip_bits() {
+    let mut settings = FederationSettings {
+        rounds: 2,
+        min_cohort: 4,
+        cohort_grace_ms: 2_000,
+        local_epochs: 1,
+        learning_rate: 0.005,
+        batch_size: 1024,
+        ..FederationSettings::default()
+    };
+    settings.privacy.mode = DpModeName::Distributed;
+    settings.privacy.clip_norm = 0.5;
+    settings.privacy.noise_multiplier = 1.0;
+    settings.privacy.max_epsilon = 50.0;
+    settings.privacy.adaptive_clip = Some(AdaptiveClipSettings {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+        bit_noise_std: 1.0,
+    });
+    settings.secure_aggregation.enabled = true;
+    let dir = tempfile::tempdir().unwrap();
+    let mut federation = open(settings.clone(), dir.path());
+    let merchants = movielens_merchants(4).unwrap();
+    let mut nodes = Vec::new();
+    for merchant in &merchants {
+        let participant = movielens_participant(merchant).unwrap();
+        nodes.push(
+            spawn_node(&federation.admissions(), participant, &merchant.id, |_| {
+                false
+            })
+            .await,
+        );
+    }
+    let summaries = federation.run().await.unwrap();
+    assert!(summaries.iter().all(|s| s.contributors.len() == 4));
+
+    let store = federation.store();
+    let clip = |r| store.round(r).unwrap().unwrap().config.privacy.clip_norm;
+    assert_eq!(clip(1), 0.5);
+    // One step of exp(−η (b̄ − γ)) with b̄ in [0, 1] (plus noise): the norm moved, by at
+    // most a factor e^{±0.2·(0.5 + noise)}.
+    assert_ne!(clip(2), clip(1));
+    assert!(
+        clip(2) > 0.3 && clip(2) < 0.8,
+        "clip norm after one step: {}",
+        clip(2)
+    );
+
+    // Each round is charged for its update and its clip bit, both with 4 shares.
+    let dimension = store.checkpoint(0).unwrap().unwrap().num_values();
+    let adaptive = settings
+        .adaptive_clip(settings.privacy.adaptive_clip.as_ref().unwrap(), 0.5)
+        .unwrap();
+    let ledger = store.ledger().unwrap();
+    let mut rho_total = 0.0;
+    for (entry, r) in ledger.iter().zip(1..) {
+        let mut privacy = settings.privacy_settings(4);
+        privacy.clip_norm = clip(r);
+        let rho =
+            round_rho(&privacy, dimension, 4).unwrap() + adaptive.rho_distributed(4, 4).unwrap();
+        assert!(
+            (entry.rho_charged - rho).abs() < 1e-12,
+            "round {r}: {} vs {rho}",
+            entry.rho_charged
+        );
+        rho_total += rho;
+    }
+    let expected = epsilon(rho_total, settings.privacy.delta).unwrap();
+    assert!((ledger[1].epsilon_spent - expected).abs() < 1e-9);
+    drop(federation);
     for node in nodes {
         node.abort();
     }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hansa_privacy::accountant::round_rho;
+use hansa_privacy::adaptive::AdaptiveClip;
 use hansa_privacy::secagg::neighbour_graph;
 use hansa_privacy::{Ledger, PrivacyError};
 use hansa_protocol::messages::{
@@ -165,6 +166,8 @@ pub(crate) struct Gathered {
     /// Σ nᵢ; 0 when example counts stay private (secure aggregation).
     num_examples: u64,
     train_loss: Option<f64>,
+    /// Noisy count of "update within the clip norm" bits (adaptive clipping).
+    clip_bit_count: Option<f64>,
 }
 
 /// The aggregator's federation: its settings, store, strategy, ledger and nodes.
@@ -178,6 +181,7 @@ pub struct Federation<S: Store> {
     committed: Round,
     standing: watch::Sender<Standing>,
     rounds_started: u64,
+    adaptive_clip: Option<AdaptiveClip>,
 }
 
 impl<S: Store> Federation<S> {
@@ -204,6 +208,19 @@ impl<S: Store> Federation<S> {
             Some(entry) if !entry.accountant.is_empty() => Ledger::from_bytes(&entry.accountant)?,
             _ => Ledger::new(settings.privacy.max_epsilon, settings.privacy.delta)?,
         };
+        // Limitation: the clip norm a round's bit count moved to is not stored; a restart
+        // resumes from the clip norm of the last committed round (one step is lost).
+        // Storing the adaptive state with the round would lift it.
+        let adaptive_clip = match &settings.privacy.adaptive_clip {
+            Some(adaptive) => {
+                let clip_norm = match store.round(last)? {
+                    Some(record) => record.config.privacy.clip_norm,
+                    None => settings.privacy.clip_norm,
+                };
+                Some(settings.adaptive_clip(adaptive, clip_norm)?)
+            }
+            None => None,
+        };
         let (standing, standing_rx) = watch::channel(Standing {
             current_round: last,
             wants_initial_model: global.is_none(),
@@ -224,6 +241,7 @@ impl<S: Store> Federation<S> {
             committed: last,
             standing,
             rounds_started: 0,
+            adaptive_clip,
         })
     }
 
@@ -322,7 +340,9 @@ impl<S: Store> Federation<S> {
         let privacy = configs.values().next().map(|c| c.privacy.clone());
         let privacy = privacy.ok_or(FederationError::EmptyCohort)?;
         // The budget is checked for the least noise the round can complete with.
-        let worst_rho = round_rho(&privacy, global.num_values(), privacy.noise_shares as usize)?;
+        let shares = privacy.noise_shares as usize;
+        let worst_rho = round_rho(&privacy, global.num_values(), shares)?
+            + self.clip_bit_rho(shares, privacy.noise_shares)?;
         self.ledger.check(round, worst_rho)?;
         info!(
             cohort = cohort.len(),
@@ -343,6 +363,7 @@ impl<S: Store> Federation<S> {
                 &mut self.strategy,
                 deadlines,
                 needed,
+                self.adaptive_clip.is_some(),
             )
             .await?
         } else {
@@ -357,8 +378,21 @@ impl<S: Store> Federation<S> {
             .await?
         };
 
-        let rho = round_rho(&privacy, global.num_values(), gathered.shares_arrived)?;
+        let arrived = gathered.shares_arrived;
+        let rho = round_rho(&privacy, global.num_values(), arrived)?
+            + self.clip_bit_rho(arrived, privacy.noise_shares)?;
+        let clip_bit_count = gathered.clip_bit_count;
         let summary = self.commit(round, &configs, gathered, rho)?;
+        if let (Some(adaptive), Some(count)) = (&mut self.adaptive_clip, clip_bit_count) {
+            let before = adaptive.clip_norm;
+            let after = adaptive.update(count, arrived)?;
+            info!(
+                round,
+                clip_norm_before = before,
+                clip_norm_after = after,
+                "adaptive clipping moved the clip norm"
+            );
+        }
         let complete = RoundComplete {
             round,
             contributors: summary.contributors.clone(),
@@ -451,6 +485,14 @@ impl<S: Store> Federation<S> {
         })
     }
 
+    /// ρ of the noisy clip-bit count of adaptive clipping (0 without it).
+    fn clip_bit_rho(&self, arrived: usize, noise_shares: u32) -> Result<f64, FederationError> {
+        match &self.adaptive_clip {
+            Some(adaptive) => Ok(adaptive.rho_distributed(arrived, noise_shares)?),
+            None => Ok(0.0),
+        }
+    }
+
     /// Each cohort member's config: the same settings, its own neighbours.
     fn round_configs(
         &self,
@@ -470,7 +512,10 @@ impl<S: Store> Federation<S> {
         } else {
             (None, 0, cohort.len())
         };
-        let privacy = s.privacy_settings(shares as u32);
+        let mut privacy = s.privacy_settings(shares as u32);
+        if let Some(adaptive) = &self.adaptive_clip {
+            privacy.clip_norm = adaptive.clip_norm;
+        }
         cohort
             .iter()
             .map(|merchant| {
@@ -487,6 +532,7 @@ impl<S: Store> Federation<S> {
                     proximal_mu: s.strategy.proximal_mu(),
                     privacy: privacy.clone(),
                     secure_aggregation,
+                    adaptive_clip: s.privacy.adaptive_clip.clone(),
                     update_deadline_ms: s.update_deadline_ms,
                     seed,
                 };

@@ -90,6 +90,7 @@ pub(super) async fn run(
         missing: collected.missing,
         shares_arrived: updates.len(),
         num_examples,
+        clip_bit_count: None,
         train_loss,
     })
 }

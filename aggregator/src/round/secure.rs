@@ -36,6 +36,7 @@ pub(super) async fn run(
     strategy: &mut Strategy,
     deadlines: SecureDeadlines,
     noise_shares: usize,
+    adaptive_clip: bool,
 ) -> Result<Gathered, FederationError> {
     let first = configs
         .values()
@@ -55,7 +56,8 @@ pub(super) async fn run(
         })
         .collect();
     let dimension = global.num_values();
-    let mut server = SecAggServer::new(round, graph, threshold, dimension + extra_words(false))?;
+    let vector_len = dimension + extra_words(adaptive_clip);
+    let mut server = SecAggServer::new(round, graph, threshold, vector_len)?;
     let phase = |ms| Instant::now() + Duration::from_millis(ms);
     let mut missing = BTreeMap::new();
 
@@ -161,7 +163,7 @@ pub(super) async fn run(
     // A contributor that left after its masked update is in the sum, not missing.
     missing.retain(|merchant, _| !sum.contributors.contains(merchant));
 
-    let decoded = decode_sum(&sum.words, dimension, grid_step, false)?;
+    let decoded = decode_sum(&sum.words, dimension, grid_step, adaptive_clip)?;
     let weighted = WeightedSum::new(decoded.weighted_sum, decoded.total_weight)?;
     let next_global = strategy.apply_weighted_sum(global, &weighted)?;
     Ok(Gathered {
@@ -171,6 +173,7 @@ pub(super) async fn run(
         missing,
         num_examples: 0,
         train_loss: None,
+        clip_bit_count: decoded.clip_bit_count,
     })
 }
 

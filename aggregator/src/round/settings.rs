@@ -1,7 +1,8 @@
 //! What an operator configures about the rounds: cohort, deadlines, local training,
 //! privacy and secure aggregation. The `[federation]` table of the aggregator's config.
 
-use hansa_protocol::messages::{DpMode, PrivacySettings};
+use hansa_privacy::adaptive::AdaptiveClip;
+use hansa_protocol::messages::{AdaptiveClipSettings, DpMode, PrivacySettings};
 use serde::{Deserialize, Serialize};
 
 use crate::strategy::StrategyConfig;
@@ -89,6 +90,9 @@ pub struct PrivacyPlan {
     pub delta: f64,
     /// Budget: no round starts that could take ε past this [10.0].
     pub max_epsilon: f64,
+    /// Adaptive clipping (distributed mode under secure aggregation only): `clip_norm`
+    /// is then the starting clip norm [off].
+    pub adaptive_clip: Option<AdaptiveClipSettings>,
 }
 
 impl Default for PrivacyPlan {
@@ -100,6 +104,7 @@ impl Default for PrivacyPlan {
             grid_step: 1e-4,
             delta: 1e-5,
             max_epsilon: 10.0,
+            adaptive_clip: None,
         }
     }
 }
@@ -225,6 +230,17 @@ impl FederationSettings {
                 "distributed noise needs secure_aggregation.enabled = true".into(),
             );
         }
+        if let Some(adaptive) = &p.adaptive_clip {
+            if p.mode != DpModeName::Distributed {
+                return fail(
+                    "privacy.adaptive_clip",
+                    "adaptive clipping runs in distributed mode only (the clip bits travel masked with the update)".into(),
+                );
+            }
+            if let Err(e) = self.adaptive_clip(adaptive, p.clip_norm) {
+                return fail("privacy.adaptive_clip", e.to_string());
+            }
+        }
         if secure.enabled {
             if !self.strategy.supports_secure_aggregation() {
                 return fail(
@@ -271,6 +287,20 @@ impl FederationSettings {
         }
     }
 
+    /// The adaptive clipping state starting from `clip_norm`.
+    pub fn adaptive_clip(
+        &self,
+        adaptive: &AdaptiveClipSettings,
+        clip_norm: f64,
+    ) -> Result<AdaptiveClip, hansa_privacy::PrivacyError> {
+        AdaptiveClip::new(
+            clip_norm,
+            adaptive.target_quantile,
+            adaptive.learning_rate,
+            adaptive.bit_noise_std,
+        )
+    }
+
     /// Shamir threshold for a node with `neighbours` neighbours.
     pub fn threshold(&self, neighbours: usize) -> usize {
         let t = (self.secure_aggregation.threshold_fraction * neighbours as f64).ceil() as usize;
@@ -310,6 +340,23 @@ mod tests {
         s.secure_aggregation.enabled = true;
         s.min_cohort = 3;
         assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn adaptive_clipping_needs_distributed_noise() {
+        let mut s = FederationSettings::default();
+        s.privacy.adaptive_clip = Some(AdaptiveClipSettings {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            bit_noise_std: 1.0,
+        });
+        assert_eq!(s.validate().unwrap_err().name, "privacy.adaptive_clip");
+        s.privacy.mode = DpModeName::Distributed;
+        s.secure_aggregation.enabled = true;
+        s.min_cohort = 3;
+        assert_eq!(s.validate(), Ok(()));
+        s.privacy.adaptive_clip.as_mut().unwrap().target_quantile = f64::NAN;
+        assert_eq!(s.validate().unwrap_err().name, "privacy.adaptive_clip");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn round_config(round: Round) -> RoundConfig {
             noise_shares: 3,
         },
         secure_aggregation: None,
+        adaptive_clip: None,
         update_deadline_ms: 60_000,
         seed: 7,
     }

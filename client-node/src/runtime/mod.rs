@@ -10,6 +10,7 @@
 pub mod protect;
 
 use hansa_privacy::accountant::round_rho;
+use hansa_privacy::adaptive::AdaptiveClip;
 use hansa_privacy::protect::protect_for_secagg;
 use hansa_privacy::secagg::SecAggNode;
 use hansa_privacy::settings::validate_privacy;
@@ -363,10 +364,10 @@ impl Participant {
         global: ParameterSet,
     ) -> Result<Vec<Message>, NodeError> {
         // Charged for the least noise the round may complete with: never under-counted.
-        let rho = round_rho(
-            &config.privacy,
+        let rho = release_rho(
+            &config,
             global.num_values(),
-            config.privacy.noise_shares as usize,
+            adaptive_clip(&config)?.as_ref(),
         )?;
         if let Err(e) = self.ledger.check(self.releases + 1, rho) {
             let reason = match e {
@@ -416,11 +417,8 @@ impl Participant {
         global: &ParameterSet,
         secagg: &mut SecAggNode,
     ) -> Result<Message, NodeError> {
-        let rho = round_rho(
-            &config.privacy,
-            global.num_values(),
-            config.privacy.noise_shares as usize,
-        )?;
+        let adaptive = adaptive_clip(config)?;
+        let rho = release_rho(config, global.num_values(), adaptive.as_ref())?;
         let (_, delta) = self.train(config, global)?;
         // Every contributor weighs 1 under secure aggregation: example counts stay private
         // and the sensitivity bound needs bounded weights.
@@ -429,7 +427,7 @@ impl Participant {
             delta,
             1.0,
             &config.privacy,
-            None,
+            adaptive.as_ref(),
             config.cohort.len(),
             &mut rng,
         )?;
@@ -517,6 +515,38 @@ fn private_tensors(all: &ParameterSet) -> Result<ParameterSet, LearnError> {
         .cloned()
         .collect();
     Ok(ParameterSet::from_tensors(private)?)
+}
+
+/// The round's adaptive-clipping state, when the round asks for clip bits.
+fn adaptive_clip(config: &RoundConfig) -> Result<Option<AdaptiveClip>, PrivacyError> {
+    config
+        .adaptive_clip
+        .as_ref()
+        .map(|a| {
+            AdaptiveClip::new(
+                config.privacy.clip_norm,
+                a.target_quantile,
+                a.learning_rate,
+                a.bit_noise_std,
+            )
+        })
+        .transpose()
+}
+
+/// ρ this node's release costs at worst: the update with the least noise the round may
+/// complete with, plus its clip bit under adaptive clipping.
+fn release_rho(
+    config: &RoundConfig,
+    dimension: usize,
+    adaptive: Option<&AdaptiveClip>,
+) -> Result<f64, PrivacyError> {
+    let shares = config.privacy.noise_shares;
+    let update = round_rho(&config.privacy, dimension, shares as usize)?;
+    let bit = match adaptive {
+        Some(a) => a.rho_distributed(shares as usize, shares)?,
+        None => 0.0,
+    };
+    Ok(update + bit)
 }
 
 fn decline(round: Round, reason: String) -> Message {
