@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use hansa_privacy::clip::clip_in_place;
-use hansa_privacy::noise::add_gaussian_on_grid;
+use hansa_privacy::protect::add_central_noise;
 use hansa_protocol::messages::{DpMode, RoundConfig, Update};
 use hansa_protocol::{MerchantId, Message, ParameterSet, TensorSpec};
 use tokio::time::{Duration, Instant};
@@ -71,7 +71,7 @@ pub(super) async fn run(
                 sum.add(&layout, &update.delta, 1.0)?;
             }
             let mut noisy = sum.sum().to_vec();
-            add_gaussian_on_grid(&mut noisy, p.noise_multiplier * p.clip_norm, p.grid_step)?;
+            add_central_noise(&mut noisy, &p)?;
             let noisy = WeightedSum::new(noisy, sum.total_weight())?;
             strategy.apply_weighted_sum(global, &noisy)?
         }

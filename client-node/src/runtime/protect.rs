@@ -1,7 +1,5 @@
 //! The node's protection step: Δ = local − global, clipped, noised as the round asks.
 
-use hansa_privacy::clip::clip_in_place;
-use hansa_privacy::noise::add_gaussian_on_grid;
 use hansa_privacy::PrivacyError;
 use hansa_protocol::messages::{DpMode, PrivacySettings};
 use hansa_protocol::{ParameterError, ParameterSet};
@@ -31,33 +29,16 @@ pub fn delta(local: &ParameterSet, global: &ParameterSet) -> Result<Vec<f32>, Up
 }
 
 /// Applies the round's privacy mode to a plain (not securely aggregated) update:
-/// `off` sends Δ as is; `central` clips to C (the aggregator adds the noise); `local`
-/// clips and adds the full Gaussian noise σ = z·C from opendp.
+/// `off` sends Δ as is (plain FedAvg); otherwise hansa-privacy clips to C and, in
+/// `local` mode, adds the full noise σ = z·C.
 pub fn protect_plain(
     mut delta: Vec<f32>,
     privacy: &PrivacySettings,
 ) -> Result<Vec<f32>, UpdateError> {
-    match privacy.mode {
-        DpMode::Off => Ok(delta),
-        DpMode::Central => {
-            clip_in_place(&mut delta, privacy.clip_norm)?;
-            Ok(delta)
-        }
-        DpMode::Local => {
-            clip_in_place(&mut delta, privacy.clip_norm)?;
-            let mut noisy: Vec<f64> = delta.iter().map(|&v| f64::from(v)).collect();
-            let sigma = privacy.noise_multiplier * privacy.clip_norm;
-            add_gaussian_on_grid(&mut noisy, sigma, privacy.grid_step)?;
-            Ok(noisy.into_iter().map(|v| v as f32).collect())
-        }
-        // Distributed noise only exists under secure aggregation; the aggregator's
-        // settings validation refuses it without, and so does the node.
-        DpMode::Distributed => Err(PrivacyError::OutOfRange {
-            name: "privacy.mode",
-            detail: "distributed noise needs secure aggregation".into(),
-        }
-        .into()),
+    if privacy.mode != DpMode::Off {
+        hansa_privacy::protect::protect_plain(&mut delta, privacy)?;
     }
+    Ok(delta)
 }
 
 #[cfg(test)]
