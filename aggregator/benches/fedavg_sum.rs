@@ -73,7 +73,7 @@ fn commit_time(global: &ParameterSet) {
                 round,
                 config: RoundConfig {
                     round,
-                    cohort: vec![],
+                    cohort_size: 0,
                     local_epochs: 1,
                     learning_rate: 0.1,
                     batch_size: 32,

@@ -115,6 +115,7 @@ impl UpdateRejection {
 /// everything but the duplicate check. [`RoundIntake::offer`] adds that.
 pub fn validate_update(
     config: &RoundConfig,
+    cohort: &BTreeSet<MerchantId>,
     layout: &[TensorSpec],
     merchant: &str,
     update: &Update,
@@ -135,7 +136,7 @@ pub fn validate_update(
             given: update.round,
         });
     }
-    if !config.cohort.iter().any(|m| m == merchant) {
+    if !cohort.contains(merchant) {
         return Err(UpdateRejection::NotInCohort {
             merchant: merchant_id(),
             round,
@@ -184,16 +185,18 @@ pub fn validate_update(
 #[derive(Debug, Clone)]
 pub struct RoundIntake {
     config: RoundConfig,
+    cohort: BTreeSet<MerchantId>,
     layout: Vec<TensorSpec>,
     accepted: BTreeMap<MerchantId, Update>,
 }
 
 impl RoundIntake {
-    /// An empty intake for the round `config` describes; `layout` is the global model's
-    /// shared layout (`ParameterSet::spec` of the shared view).
-    pub fn new(config: RoundConfig, layout: Vec<TensorSpec>) -> Self {
+    /// An empty intake for the round `config` describes, with its `cohort`; `layout` is
+    /// the global model's shared layout (`ParameterSet::spec` of the shared view).
+    pub fn new(config: RoundConfig, cohort: BTreeSet<MerchantId>, layout: Vec<TensorSpec>) -> Self {
         Self {
             config,
+            cohort,
             layout,
             accepted: BTreeMap::new(),
         }
@@ -206,7 +209,7 @@ impl RoundIntake {
 
     /// Validates and keeps `update` from `merchant`, or says why not.
     pub fn offer(&mut self, merchant: &str, update: Update) -> Result<(), UpdateRejection> {
-        validate_update(&self.config, &self.layout, merchant, &update)?;
+        validate_update(&self.config, &self.cohort, &self.layout, merchant, &update)?;
         if self.accepted.contains_key(merchant) {
             return Err(UpdateRejection::Duplicate {
                 merchant: merchant.to_string(),
@@ -225,8 +228,7 @@ impl RoundIntake {
     /// Cohort members that have not sent an accepted update yet, in cohort order.
     pub fn missing(&self) -> Vec<MerchantId> {
         let have: BTreeSet<&str> = self.accepted.keys().map(String::as_str).collect();
-        self.config
-            .cohort
+        self.cohort
             .iter()
             .filter(|m| !have.contains(m.as_str()))
             .cloned()

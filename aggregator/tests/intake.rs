@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{model, round_config, update};
+use common::{cohort, model, round_config, update};
 use hansa_aggregator::intake::{RoundIntake, UpdateRejection};
 use hansa_protocol::{ParameterError, Scope};
 
 fn intake() -> RoundIntake {
-    RoundIntake::new(round_config(4), model([0.0; 5]).spec())
+    RoundIntake::new(round_config(4), cohort(), model([0.0; 5]).spec())
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub(crate) trait Objective {
     /// Every trained variable.
     fn trainable(&self) -> Vec<Var>;
     /// Shared variables by parameter name (for the proximal term).
-    fn shared_vars(&self) -> Vec<(&'static str, Var)>;
+    fn shared_vars(&self) -> Vec<(String, Var)>;
     /// Mean loss of the examples at `batch`, including the L2 penalty.
     fn batch_loss(
         &self,
@@ -131,11 +131,11 @@ fn proximal_anchors(
     let mut anchors = Vec::new();
     for (name, var) in objective.shared_vars() {
         let t = global
-            .get(name)
-            .ok_or_else(|| LearnError::MissingTensor(name.to_owned()))?;
+            .get(&name)
+            .ok_or_else(|| LearnError::MissingTensor(name.clone()))?;
         let anchor = Tensor::from_slice(&t.values, var.shape(), var.device()).map_err(|_| {
             LearnError::ShapeMismatch {
-                name: name.to_owned(),
+                name: name.clone(),
                 expected: var.dims().to_vec(),
                 found: t.shape.clone(),
             }

@@ -229,3 +229,114 @@ fn fraud_scores_are_calibrated_to_the_base_rate() {
     assert!(params.tensors().iter().all(|t| t.scope == Scope::Shared));
     assert_eq!(params.get("standardiser.mean").unwrap().shape, vec![29]);
 }
+
+#[test]
+fn fraud_model_depth_is_configurable() {
+    let path = data_dir()
+        .join("creditcard-fraud-ulb")
+        .join("creditcard_sample.csv.gz");
+    let data = read_creditcard(&path).unwrap();
+    let (train, test) = stratified_split(&data, 0.2, 7).unwrap();
+    let shapes = |mlp: &FraudMlp| -> Vec<(String, Vec<usize>)> {
+        let params = mlp.parameters().unwrap();
+        params
+            .tensors()
+            .iter()
+            .filter(|t| t.name.starts_with("layer"))
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect()
+    };
+    let owned = |v: &[(&str, &[usize])]| -> Vec<(String, Vec<usize>)> {
+        v.iter().map(|(n, s)| (n.to_string(), s.to_vec())).collect()
+    };
+
+    // No hidden layer: logistic regression over the 29 features.
+    let config = |hidden: Vec<usize>| FraudConfig {
+        hidden,
+        ..FraudConfig::default()
+    };
+    let mut logistic = FraudMlp::new(&train, config(vec![])).unwrap();
+    assert_eq!(
+        shapes(&logistic),
+        owned(&[("layer1.weight", &[1, 29]), ("layer1.bias", &[1])])
+    );
+    logistic
+        .train(
+            &TrainConfig {
+                epochs: 3,
+                batch_size: 256,
+                learning_rate: 0.01,
+                weight_decay: 1e-4,
+                proximal_mu: 0.0,
+                seed: 1,
+            },
+            None,
+        )
+        .unwrap();
+    let metrics = logistic.evaluate(&HeldOut::Transactions(test)).unwrap();
+    let auc = metrics.iter().find(|m| m.name == "roc_auc").unwrap().value;
+    assert!(auc > 0.9, "logistic regression ROC-AUC {auc}");
+
+    let deep = FraudMlp::new(&train, config(vec![16, 8, 4])).unwrap();
+    assert_eq!(
+        shapes(&deep),
+        owned(&[
+            ("layer1.weight", &[16, 29]),
+            ("layer1.bias", &[16]),
+            ("layer2.weight", &[8, 16]),
+            ("layer2.bias", &[8]),
+            ("layer3.weight", &[4, 8]),
+            ("layer3.bias", &[4]),
+            ("layer4.weight", &[1, 4]),
+            ("layer4.bias", &[1]),
+        ])
+    );
+
+    let err = FraudMlp::new(&train, config(vec![8, 0]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("hidden layer 1 has width 0"), "{err}");
+}
+
+#[test]
+fn a_set_fraud_weight_lets_a_node_train_without_frauds() {
+    let path = data_dir()
+        .join("creditcard-fraud-ulb")
+        .join("creditcard_sample.csv.gz");
+    let data = read_creditcard(&path).unwrap();
+    let legit: Vec<usize> = (0..data.len())
+        .filter(|&i| !data.records[i].fraud)
+        .take(6)
+        .collect();
+    let small = data.select(&legit);
+
+    let err = FraudMlp::new(&small, FraudConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("0 frauds of 6 transactions"), "{err}");
+
+    let mut mlp = FraudMlp::new(
+        &small,
+        FraudConfig {
+            hidden: vec![],
+            fraud_weight: Some(10.0),
+            seed: 2,
+        },
+    )
+    .unwrap();
+    assert_eq!(mlp.fraud_weight(), 10.0);
+    let offset = mlp.parameters().unwrap();
+    let offset = offset.get("calibration.logit_offset").unwrap().values[0];
+    assert!((f64::from(offset) - 10f64.ln()).abs() < 1e-6, "{offset}");
+    let report = mlp.train(&quick(), None).unwrap();
+    assert!(report.final_loss.is_finite() && report.final_loss > 0.0);
+
+    let empty = data.select(&[]);
+    let err = FraudMlp::new(&empty, FraudConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no transactions"), "{err}");
+}

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::params::ParameterSet;
 
 /// The wire protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A merchant's identity: the common name of its certificate, e.g. `merchant-007`.
 pub type MerchantId = String;
@@ -185,8 +185,11 @@ pub struct SecAggSettings {
 pub struct RoundConfig {
     /// The round being run.
     pub round: Round,
-    /// Every merchant selected for this round.
-    pub cohort: Vec<MerchantId>,
+    /// How many merchants were selected for this round. Their names are not sent: a
+    /// node needs only the count (for the no-wrap bound of the masked sum), and under
+    /// secure aggregation it learns its neighbours from `secure_aggregation`. (Version 1
+    /// sent the whole list, which grew as cohort² over a round's configs.)
+    pub cohort_size: u32,
     /// Passes over the local training data.
     pub local_epochs: u32,
     /// Local learning rate.

@@ -63,6 +63,7 @@ fn result() -> RunResult {
             merchant("EIRE", 8196, 0.8, 0.85),
         ],
         contribution_method: "leave-one-out over the last round".into(),
+        privacy_utility: Vec::new(),
     }
 }
 

@@ -248,3 +248,79 @@ fn secure_aggregation_survives_dropouts_at_every_phase() {
     }
     assert!(cut > 0, "no phase dropout fired; pick another seed");
 }
+
+#[test]
+fn hundreds_of_tiny_merchants_are_scored_on_the_pooled_held_out_set() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300 merchants of ~150 transactions: many hold one fraud or none, which per-merchant
+    // evaluation refuses; the pooled set scores them all, and a set fraud weight lets a
+    // merchant without fraud train.
+    let scenario = fraud(
+        "fraud_weight = 10.0\n[evaluation]\nheld_out = \"pooled\"",
+        &[
+            "rounds=2",
+            "merchants.count=300",
+            "model.hidden=[]",
+            "training.local_epochs=3",
+            "training.learning_rate=0.5",
+            "training.batch_size=32",
+        ],
+    );
+    let per_merchant = Scenario::from_toml_str(
+        &scenario
+            .to_toml_string()
+            .replace("held_out = \"pooled\"", "held_out = \"per-merchant\""),
+        "test",
+        &[],
+    )
+    .unwrap();
+    let err = run_scenario(
+        &per_merchant,
+        &RunOptions {
+            quiet: true,
+            output_dir: Some(dir.path().join("per-merchant")),
+        },
+    )
+    .expect_err("per-merchant evaluation of 300 IID merchants fails");
+    assert!(
+        err.to_string()
+            .contains("set evaluation.held_out = \"pooled\""),
+        "{err}"
+    );
+
+    let outcome = run(&scenario, dir.path());
+    let result = &outcome.result;
+    assert_eq!(result.merchants.len(), 300);
+    let federated = result.final_row(Arm::Federated).unwrap();
+    assert_eq!(federated.contributors, 300);
+    // One global model, one held-out set: every merchant sees the same federated score,
+    // and it is the federated arm's final metric.
+    for m in &result.merchants {
+        assert_eq!(m.federated, federated.metric, "{}", m.id);
+    }
+    // Merchants trained alone differ from one another, and the federation beats their mean
+    // (a logistic model of 300 × ~120 transactions against each merchant's ~120).
+    let local: Vec<f64> = result.merchants.iter().map(|m| m.local_only).collect();
+    let mean_local = local.iter().sum::<f64>() / local.len() as f64;
+    let local_row = result.final_row(Arm::LocalOnly).unwrap();
+    assert!(
+        (local_row.metric - mean_local).abs() < 1e-12,
+        "the arm is the plain mean"
+    );
+    assert!(local.iter().any(|&v| (v - local[0]).abs() > 1e-6));
+    assert!(
+        federated.metric > mean_local,
+        "federated {} vs local-only mean {mean_local}",
+        federated.metric
+    );
+    // Leave-one-out is measured for every contributor of the final round.
+    assert!(result.merchants.iter().all(|m| m.contribution.is_some()));
+
+    let markdown = std::fs::read_to_string(&outcome.files.markdown).unwrap();
+    assert!(
+        markdown.contains("The first 50 of 300 merchants; all of them are in merchants.csv."),
+        "{markdown}"
+    );
+    let merchants_csv = std::fs::read_to_string(&outcome.files.merchants_csv).unwrap();
+    assert_eq!(merchants_csv.lines().count(), 301);
+}

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use hansa_sim::scenario::{
-    Attack, DatasetKind, DirichletOver, DpMode, Feedback, PartitionSpec, Scenario, ScenarioError,
-    StrategySpec, TaskKind, Transport,
+    Attack, DatasetKind, DirichletOver, DpMode, Feedback, HeldOutSpec, PartitionSpec, Scenario,
+    ScenarioError, StrategySpec, TaskKind, Transport,
 };
 
 fn scenarios_dir() -> PathBuf {
@@ -56,6 +56,8 @@ fn every_scenario_file_loads_and_validates() {
         names,
         [
             "fraud.toml",
+            "movielens-dp.toml",
+            "movielens-users.toml",
             "movielens.toml",
             "quickstart.toml",
             "scale.toml"
@@ -98,6 +100,33 @@ fn scenario_files_say_what_the_issue_asks() {
         (s.merchants.count, s.transport, s.rounds),
         (Some(10_000), Transport::Memory, 2)
     );
+    assert_eq!(s.evaluation.held_out, HeldOutSpec::Pooled);
+    assert!(
+        s.model.hidden.is_empty(),
+        "a small model: logistic regression"
+    );
+
+    for name in ["movielens-dp.toml", "movielens-users.toml"] {
+        let d = load(name, &[]).unwrap();
+        assert_eq!(d.privacy.mode, DpMode::Central, "{name}");
+        assert_eq!(d.privacy.utility_epsilons, [1.0, 4.0, 10.0], "{name}");
+        assert_eq!(d.privacy.delta, 1e-5, "{name}");
+    }
+    let u = load("movielens-users.toml", &[]).unwrap();
+    assert!(matches!(&u.merchants.partition,
+        PartitionSpec::Natural { attribute, .. } if attribute == "user"));
+    assert_eq!(u.transport, Transport::Memory);
+}
+
+#[test]
+fn pooled_evaluation_is_for_the_fraud_task_only() {
+    let err = err_of(load("movielens.toml", &["evaluation.held_out=\"pooled\""]));
+    assert!(err.contains("evaluation.held_out"), "{err}");
+    assert!(err.contains("fraud task only"), "{err}");
+    let err = err_of(load("fraud.toml", &["model.fraud_weight=0"]));
+    assert!(err.contains("model.fraud_weight"), "{err}");
+    let err = err_of(load("fraud.toml", &["evaluation.held_out=\"everywhere\""]));
+    assert!(err.contains("everywhere"), "{err}");
 }
 
 #[test]

@@ -525,7 +525,7 @@ impl<S: Store> Federation<S> {
                 });
                 let config = RoundConfig {
                     round,
-                    cohort: cohort.to_vec(),
+                    cohort_size: cohort.len() as u32,
                     local_epochs: s.local_epochs,
                     learning_rate: s.learning_rate,
                     batch_size: s.batch_size,

@@ -4,7 +4,7 @@
 //! in `central` mode the aggregator clips every update itself, so that one node that
 //! skipped clipping cannot break the sensitivity bound, and then adds the noise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hansa_privacy::clip::clip_in_place;
 use hansa_privacy::protect::add_central_noise;
@@ -35,6 +35,7 @@ pub(super) async fn run(
         .ok_or(FederationError::EmptyCohort)?;
     let round = config.round;
     let privacy = Some(config.privacy.clone());
+    let cohort: BTreeSet<MerchantId> = configs.keys().cloned().collect();
     let expected = super::send_round_start(roster, configs, global).await;
 
     let layout = global.spec();
@@ -44,7 +45,7 @@ pub(super) async fn run(
         "update",
         &expected,
         deadline,
-        |merchant, message| judge_update(&config, &layout, merchant, message),
+        |merchant, message| judge_update(&config, &cohort, &layout, merchant, message),
     )
     .await;
 
@@ -99,12 +100,14 @@ pub(super) async fn run(
 /// round is ignored rather than held against the node.
 fn judge_update(
     config: &RoundConfig,
+    cohort: &BTreeSet<MerchantId>,
     layout: &[TensorSpec],
     merchant: &MerchantId,
     message: Message,
 ) -> Verdict<Update> {
     match message {
-        Message::Update(update) => match validate_update(config, layout, merchant, &update) {
+        Message::Update(update) => match validate_update(config, cohort, layout, merchant, &update)
+        {
             Ok(()) => Verdict::Accept(update),
             Err(UpdateRejection::PastRound { given, .. }) => {
                 warn!(%merchant, round = config.round, update_round = given, "late update for an earlier round; ignored");

@@ -22,15 +22,18 @@ pub fn model(values: [f32; 5]) -> ParameterSet {
     set
 }
 
-/// The config of `round` with cohort `merchant-a`, `merchant-b`, `merchant-c`.
+/// The cohort of [`round_config`]: `merchant-a`, `merchant-b`, `merchant-c`.
+pub fn cohort() -> std::collections::BTreeSet<String> {
+    ["merchant-a", "merchant-b", "merchant-c"]
+        .map(String::from)
+        .into()
+}
+
+/// The config of `round` with a cohort of three (see [`cohort`]).
 pub fn round_config(round: Round) -> RoundConfig {
     RoundConfig {
         round,
-        cohort: vec![
-            "merchant-a".into(),
-            "merchant-b".into(),
-            "merchant-c".into(),
-        ],
+        cohort_size: 3,
         local_epochs: 1,
         learning_rate: 0.05,
         batch_size: 64,

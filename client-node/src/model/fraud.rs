@@ -22,11 +22,14 @@ use crate::trainer::{fit, Objective, TrainConfig, TrainReport};
 /// MLP shape, class weight and initialisation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FraudConfig {
-    /// Widths of the two hidden ReLU layers. Default 64 and 32.
-    pub hidden: [usize; 2],
+    /// Widths of the hidden ReLU layers, input side first. Default `[64, 32]`; empty is
+    /// logistic regression (a weight per feature and a bias).
+    pub hidden: Vec<usize>,
     /// Weight of a fraud example's log-loss. Default `None`: √(legit / fraud) of the
     /// training part (about 10.7 on the shared subsample), a milder weight than the fully
-    /// balanced ratio, which ranks worse by average precision.
+    /// balanced ratio, which ranks worse by average precision. In a federation every node
+    /// must use the same weight (it sets the shared calibration offset), so set it there;
+    /// a set weight also lets a node train on a part with no fraud at all.
     pub fraud_weight: Option<f64>,
     /// Seeds the initial weights.
     pub seed: u64,
@@ -35,21 +38,26 @@ pub struct FraudConfig {
 impl Default for FraudConfig {
     fn default() -> Self {
         Self {
-            hidden: [64, 32],
+            hidden: vec![64, 32],
             fraud_weight: None,
             seed: 0,
         }
     }
 }
 
-const NAMES: [&str; 6] = [
-    "layer1.weight",
-    "layer1.bias",
-    "layer2.weight",
-    "layer2.bias",
-    "layer3.weight",
-    "layer3.bias",
-];
+/// The parameter names of layer `index` (0-based): `layer{index+1}.weight` and `.bias`.
+fn layer_names(index: usize) -> (String, String) {
+    (
+        format!("layer{}.weight", index + 1),
+        format!("layer{}.bias", index + 1),
+    )
+}
+
+/// Whether `name` is a trained layer tensor (the standardiser and offset are not).
+fn is_layer(name: &str) -> bool {
+    name.starts_with("layer")
+}
+
 const MEAN: &str = "standardiser.mean";
 const STD: &str = "standardiser.std";
 const OFFSET: &str = "calibration.logit_offset";
@@ -57,8 +65,10 @@ const OFFSET: &str = "calibration.logit_offset";
 /// The fraud model bound to one merchant's labelled transactions.
 pub struct FraudMlp {
     fraud_weight: f64,
-    /// Every variable: standardiser, calibration, then three layers (weight, bias).
+    /// Every variable: standardiser, calibration, then each layer's weight and bias.
     vars: Vec<Named>,
+    /// Layers, the output layer included.
+    layers: usize,
     features: Tensor,
     labels: Tensor,
     num_examples: usize,
@@ -81,16 +91,28 @@ impl FraudMlp {
         config: FraudConfig,
         device: &Device,
     ) -> Result<Self, LearnError> {
-        let frauds = train.num_frauds();
-        if frauds == 0 || frauds == train.len() {
+        if train.is_empty() {
+            return Err(LearnError::Config(
+                "the training part has no transactions".into(),
+            ));
+        }
+        if let Some(i) = config.hidden.iter().position(|&w| w == 0) {
             return Err(LearnError::Config(format!(
-                "the training part needs both classes; it has {frauds} frauds of {} transactions",
-                train.len()
+                "hidden layer {i} has width 0; every hidden layer needs at least one unit"
             )));
         }
-        let fraud_weight = config
-            .fraud_weight
-            .unwrap_or(((train.len() - frauds) as f64 / frauds as f64).sqrt());
+        let frauds = train.num_frauds();
+        let fraud_weight = match config.fraud_weight {
+            Some(w) => w,
+            None if frauds == 0 || frauds == train.len() => {
+                return Err(LearnError::Config(format!(
+                    "the training part needs both classes to choose the fraud weight; it has \
+                     {frauds} frauds of {} transactions (set the fraud weight explicitly)",
+                    train.len()
+                )))
+            }
+            None => ((train.len() - frauds) as f64 / frauds as f64).sqrt(),
+        };
         if !(fraud_weight.is_finite() && fraud_weight > 0.0) {
             return Err(LearnError::Config(format!(
                 "fraud weight {fraud_weight} must be positive"
@@ -101,25 +123,28 @@ impl FraudMlp {
         // (a secure-aggregated pass over feature sums and squares would lift this).
         let (mean, std) = standardiser(train);
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let widths = [NUM_FRAUD_FEATURES, config.hidden[0], config.hidden[1], 1];
+        let mut widths = vec![NUM_FRAUD_FEATURES];
+        widths.extend(&config.hidden);
+        widths.push(1);
         let mut vars = vec![
             Named {
-                name: MEAN,
+                name: MEAN.into(),
                 var: new_var(mean, &[NUM_FRAUD_FEATURES], device)?,
                 scope: Scope::Shared,
             },
             Named {
-                name: STD,
+                name: STD.into(),
                 var: new_var(std, &[NUM_FRAUD_FEATURES], device)?,
                 scope: Scope::Shared,
             },
             Named {
-                name: OFFSET,
+                name: OFFSET.into(),
                 var: new_var(vec![fraud_weight.ln() as f32], &[1], device)?,
                 scope: Scope::Shared,
             },
         ];
-        for layer in 0..3 {
+        let layers = widths.len() - 1;
+        for layer in 0..layers {
             let (fan_in, fan_out) = (widths[layer], widths[layer + 1]);
             let he_std = (2.0 / fan_in as f64).sqrt();
             let w = new_var(
@@ -127,13 +152,14 @@ impl FraudMlp {
                 &[fan_out, fan_in],
                 device,
             )?;
+            let (weight, bias) = layer_names(layer);
             vars.push(Named {
-                name: NAMES[2 * layer],
+                name: weight,
                 var: w,
                 scope: Scope::Shared,
             });
             vars.push(Named {
-                name: NAMES[2 * layer + 1],
+                name: bias,
                 var: new_var(vec![0.0; fan_out], &[fan_out], device)?,
                 scope: Scope::Shared,
             });
@@ -146,6 +172,7 @@ impl FraudMlp {
         Ok(Self {
             fraud_weight,
             vars,
+            layers,
             features: feature_matrix(train, device)?,
             labels: Tensor::from_vec(labels, train.len(), device)?,
             num_examples: train.len(),
@@ -171,11 +198,12 @@ impl FraudMlp {
         let mut h = x
             .broadcast_sub(self.var(MEAN).as_tensor())?
             .broadcast_div(self.var(STD).as_tensor())?;
-        for layer in 0..3 {
-            let w = self.var(NAMES[2 * layer]).as_tensor();
-            let b = self.var(NAMES[2 * layer + 1]).as_tensor();
+        for layer in 0..self.layers {
+            let (weight, bias) = layer_names(layer);
+            let w = self.var(&weight).as_tensor();
+            let b = self.var(&bias).as_tensor();
             h = h.matmul(&w.t()?)?.broadcast_add(b)?;
-            if layer < 2 {
+            if layer + 1 < self.layers {
                 h = h.relu()?;
             }
         }
@@ -230,16 +258,16 @@ impl Objective for FraudMlp {
     fn trainable(&self) -> Vec<Var> {
         self.vars
             .iter()
-            .filter(|v| NAMES.contains(&v.name))
+            .filter(|v| is_layer(&v.name))
             .map(|v| v.var.clone())
             .collect()
     }
 
-    fn shared_vars(&self) -> Vec<(&'static str, Var)> {
+    fn shared_vars(&self) -> Vec<(String, Var)> {
         self.vars
             .iter()
-            .filter(|v| NAMES.contains(&v.name))
-            .map(|v| (v.name, v.var.clone()))
+            .filter(|v| is_layer(&v.name))
+            .map(|v| (v.name.clone(), v.var.clone()))
             .collect()
     }
 
@@ -259,8 +287,9 @@ impl Objective for FraudMlp {
         let legit_term = (softplus(&z)? * y.affine(-1.0, 1.0)?)?;
         let data_loss = (fraud_term + legit_term)?.mean_all()?;
         let mut penalty = Tensor::zeros((), candle_core::DType::F32, self.features.device())?;
-        for name in [NAMES[0], NAMES[2], NAMES[4]] {
-            penalty = (penalty + self.var(name).as_tensor().sqr()?.sum_all()?)?;
+        for layer in 0..self.layers {
+            let (weight, _) = layer_names(layer);
+            penalty = (penalty + self.var(&weight).as_tensor().sqr()?.sum_all()?)?;
         }
         data_loss + penalty.affine(weight_decay / 2.0, 0.0)?
     }

@@ -17,7 +17,7 @@ pub use recommender::{Feedback, Recommender, RecommenderConfig};
 /// A model variable with its parameter name and scope.
 #[derive(Debug, Clone)]
 pub(crate) struct Named {
-    pub name: &'static str,
+    pub name: String,
     pub var: Var,
     pub scope: Scope,
 }
@@ -44,7 +44,7 @@ pub(crate) fn to_parameter_set(vars: &[Named]) -> Result<ParameterSet, LearnErro
     let mut set = ParameterSet::new();
     for v in vars {
         let values = v.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-        set.push(v.name, v.var.dims().to_vec(), values, v.scope)?;
+        set.push(v.name.as_str(), v.var.dims().to_vec(), values, v.scope)?;
     }
     Ok(set)
 }
@@ -55,11 +55,11 @@ pub(crate) fn assign(vars: &[Named], scope: Scope, set: &ParameterSet) -> Result
     let mut staged = Vec::new();
     for v in vars.iter().filter(|v| v.scope == scope) {
         let t = set
-            .get(v.name)
-            .ok_or_else(|| LearnError::MissingTensor(v.name.to_owned()))?;
+            .get(&v.name)
+            .ok_or_else(|| LearnError::MissingTensor(v.name.clone()))?;
         if t.shape != v.var.dims() {
             return Err(LearnError::ShapeMismatch {
-                name: v.name.to_owned(),
+                name: v.name.clone(),
                 expected: v.var.dims().to_vec(),
                 found: t.shape.clone(),
             });
@@ -67,7 +67,7 @@ pub(crate) fn assign(vars: &[Named], scope: Scope, set: &ParameterSet) -> Result
         if let Some(i) = t.values.iter().position(|x| !x.is_finite()) {
             return Err(LearnError::Parameters(
                 hansa_protocol::ParameterError::NonFinite {
-                    name: v.name.to_owned(),
+                    name: v.name.clone(),
                     index: i,
                 },
             ));

@@ -137,17 +137,17 @@ impl Recommender {
         };
         let vars = vec![
             Named {
-                name: GLOBAL_BIAS,
+                name: GLOBAL_BIAS.into(),
                 var: new_var(vec![global], &[1], device)?,
                 scope: Scope::Shared,
             },
             Named {
-                name: ITEM_BIAS,
+                name: ITEM_BIAS.into(),
                 var: new_var(vec![0.0; n_items], &[n_items], device)?,
                 scope: Scope::Shared,
             },
             Named {
-                name: ITEM_EMBEDDING,
+                name: ITEM_EMBEDDING.into(),
                 var: new_var(
                     uniform(&mut rng, n_items * d, config.init_std),
                     &[n_items, d],
@@ -156,12 +156,12 @@ impl Recommender {
                 scope: Scope::Shared,
             },
             Named {
-                name: USER_BIAS,
+                name: USER_BIAS.into(),
                 var: new_var(vec![0.0; n_users], &[n_users], device)?,
                 scope: Scope::Private,
             },
             Named {
-                name: USER_EMBEDDING,
+                name: USER_EMBEDDING.into(),
                 var: new_var(
                     uniform(&mut rng, n_users * d, config.init_std),
                     &[n_users, d],
@@ -302,11 +302,11 @@ impl Objective for Recommender {
         self.vars.iter().map(|v| v.var.clone()).collect()
     }
 
-    fn shared_vars(&self) -> Vec<(&'static str, Var)> {
+    fn shared_vars(&self) -> Vec<(String, Var)> {
         self.vars
             .iter()
             .filter(|v| v.scope == Scope::Shared)
-            .map(|v| (v.name, v.var.clone()))
+            .map(|v| (v.name.clone(), v.var.clone()))
             .collect()
     }
 

@@ -428,7 +428,7 @@ impl Participant {
             1.0,
             &config.privacy,
             adaptive.as_ref(),
-            config.cohort.len(),
+            config.cohort_size as usize,
             &mut rng,
         )?;
         if let Some(observe) = &mut self.observer {
@@ -493,7 +493,13 @@ impl Participant {
     /// Evaluates the new global model (with this node's private tensors) and saves state.
     fn evaluate(&mut self, round: Round, global: &ParameterSet) -> Result<Message, NodeError> {
         self.learner.load_shared(global)?;
-        let metrics = self.learner.evaluate(&self.held_out)?;
+        // A node that holds nothing out (its data too small to split, with the operator
+        // evaluating on data of its own) says so with an empty report rather than failing.
+        let metrics = if self.held_out.is_empty() {
+            Vec::new()
+        } else {
+            self.learner.evaluate(&self.held_out)?
+        };
         self.last_round = Some(round);
         if let Some(store) = &self.store {
             let private = private_tensors(&self.learner.parameters()?)?;

@@ -4,6 +4,10 @@ use std::fmt::Write as _;
 
 use super::{Arm, RunResult};
 
+/// Merchants listed in the report's table; a larger federation's rows are in
+/// merchants.csv only.
+const MAX_MERCHANT_ROWS: usize = 50;
+
 /// A number with `digits` decimals, or `—` when absent.
 pub(crate) fn number(value: Option<f64>, digits: usize) -> String {
     match value {
@@ -65,6 +69,7 @@ pub fn render_markdown(result: &RunResult) -> String {
             );
         }
     }
+    out.push_str(&super::utility::render_utility(result));
 
     let _ = writeln!(out, "\n## Per merchant\n");
     let _ = writeln!(
@@ -78,7 +83,7 @@ pub fn render_markdown(result: &RunResult) -> String {
         "| merchant | examples | local-only | federated | lift | lift % | contribution |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
-    for m in &result.merchants {
+    for m in result.merchants.iter().take(MAX_MERCHANT_ROWS) {
         let _ = writeln!(
             out,
             "| {} | {} | {:.4} | {:.4} | {:+.4} | {} | {} |",
@@ -89,6 +94,14 @@ pub fn render_markdown(result: &RunResult) -> String {
             m.lift(metric),
             number(m.lift_percent(metric), 1),
             number(m.contribution, 4),
+        );
+    }
+
+    if result.merchants.len() > MAX_MERCHANT_ROWS {
+        let _ = writeln!(
+            out,
+            "\nThe first {MAX_MERCHANT_ROWS} of {} merchants; all of them are in merchants.csv.",
+            result.merchants.len()
         );
     }
 

@@ -19,6 +19,7 @@
 //!         contribution: None,
 //!     }],
 //!     contribution_method: "not measured".into(),
+//!     privacy_utility: Vec::new(),
 //! };
 //! assert!((result.merchants[0].lift(&result.metric) - 0.2).abs() < 1e-12);
 //! let dir = tempfile::tempdir().unwrap();
@@ -30,6 +31,7 @@ mod markdown;
 mod plots;
 mod tables;
 mod terminal;
+mod utility;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,7 @@ pub use markdown::render_markdown;
 pub use plots::{plot_epsilon, plot_lift, plot_metric};
 pub use tables::{read_rounds_csv, write_merchants_csv, write_rounds_csv, write_rounds_json};
 pub use terminal::summary_table;
+pub use utility::{read_utility_csv, write_utility_csv, UtilityRow};
 
 /// The three arms every run compares on the same held-out data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -188,6 +191,10 @@ pub struct RunResult {
     /// How `contribution` was measured, in words (e.g. "leave-one-out over the last 2
     /// rounds: metric without the merchant minus metric with it").
     pub contribution_method: String,
+    /// The privacy–utility table (`privacy.utility_epsilons`): one row per target ε, in
+    /// the scenario's order. Empty when none was asked for.
+    #[serde(default)]
+    pub privacy_utility: Vec<UtilityRow>,
 }
 
 impl RunResult {
@@ -260,6 +267,8 @@ pub struct ReportFiles {
     pub epsilon_svg: PathBuf,
     /// Lift per merchant.
     pub lift_svg: PathBuf,
+    /// The privacy–utility table, CSV; `None` when the run has no such rows.
+    pub privacy_utility_csv: Option<PathBuf>,
 }
 
 /// Errors writing a report.
@@ -314,11 +323,16 @@ pub fn write_report(result: &RunResult, dir: &Path) -> Result<ReportFiles, Repor
         metric_svg: dir.join("metric.svg"),
         epsilon_svg: dir.join("epsilon.svg"),
         lift_svg: dir.join("lift.svg"),
+        privacy_utility_csv: (!result.privacy_utility.is_empty())
+            .then(|| dir.join("privacy_utility.csv")),
     };
 
     write_rounds_csv(result, &files.rounds_csv)?;
     write_rounds_json(result, &files.rounds_json)?;
     write_merchants_csv(result, &files.merchants_csv)?;
+    if let Some(path) = &files.privacy_utility_csv {
+        write_utility_csv(&result.privacy_utility, path)?;
+    }
 
     plot_metric(result, &files.metric_svg)?;
     plot_epsilon(result, &files.epsilon_svg)?;
@@ -352,5 +366,5 @@ fn check_finite(result: &RunResult) -> Result<(), ReportError> {
             }
         }
     }
-    Ok(())
+    utility::check_finite(&result.privacy_utility)
 }

@@ -2,11 +2,11 @@
 //! the same epoch budget as the federation) and all training data pooled (centralised,
 //! no privacy).
 
-use hansa_node::learner::{HeldOut, Learner};
 use hansa_node::trainer::TrainConfig;
 use hansa_protocol::ParameterSet;
 
 use super::merchants::{pooled_train, LearnerSpec, MerchantData};
+use super::scoring::Scoring;
 use super::RunError;
 use crate::scenario::Scenario;
 
@@ -33,36 +33,14 @@ pub fn round_training(scenario: &Scenario, round: u64) -> TrainConfig {
     }
 }
 
-/// `metric` of `learner` on `held_out`.
-pub fn evaluate(learner: &dyn Learner, held_out: &HeldOut, metric: &str) -> Result<f64, RunError> {
-    let metrics = learner.evaluate(held_out)?;
-    metrics
-        .iter()
-        .find(|m| m.name == metric)
-        .map(|m| m.value)
-        .ok_or_else(|| RunError::Engine(format!("the learner reports no `{metric}`")))
-}
-
-/// Mean of `values` weighted by each merchant's held-out size (as the federation's
-/// evaluation weighs its nodes).
-pub fn held_out_weighted(merchants: &[MerchantData], values: &[f64]) -> f64 {
-    let (sum, weight) = merchants
-        .iter()
-        .zip(values)
-        .fold((0.0, 0.0), |(s, w), (m, v)| {
-            let n = m.held_out.len() as f64;
-            (s + n * v, w + n)
-        });
-    sum / weight
-}
-
 /// Local-only: every merchant trains its own model for `rounds` rounds of the
-/// federation's local epochs and is evaluated on its own held-out data after each.
+/// federation's local epochs and is scored (on its own held-out data, or the pooled set)
+/// after each.
 pub fn local_only(
     scenario: &Scenario,
     merchants: &[MerchantData],
     spec: &LearnerSpec,
-    metric: &str,
+    scoring: &Scoring<'_>,
     rounds: u64,
 ) -> Result<ArmCurve, RunError> {
     let mut learners = merchants
@@ -74,11 +52,11 @@ pub fn local_only(
     for round in 1..=rounds {
         let config = round_training(scenario, round);
         last.clear();
-        for (learner, merchant) in learners.iter_mut().zip(merchants) {
+        for (index, learner) in learners.iter_mut().enumerate() {
             learner.train(&config, None)?;
-            last.push(evaluate(learner.as_ref(), &merchant.held_out, metric)?);
+            last.push(scoring.merchant(learner.as_ref(), index)?);
         }
-        per_round.push(held_out_weighted(merchants, &last));
+        per_round.push(scoring.mean(&last));
         tracing::debug!(
             round,
             metric = per_round[per_round.len() - 1],
@@ -91,13 +69,13 @@ pub fn local_only(
     })
 }
 
-/// Centralised: one model on the pooled training data, evaluated on every merchant's
-/// held-out data after each round's epoch budget.
+/// Centralised: one model on the pooled training data, scored for every merchant after
+/// each round's epoch budget.
 pub fn centralised(
     scenario: &Scenario,
     merchants: &[MerchantData],
     spec: &LearnerSpec,
-    metric: &str,
+    scoring: &Scoring<'_>,
     rounds: u64,
 ) -> Result<ArmCurve, RunError> {
     let pooled = pooled_train(merchants).ok_or(RunError::NoMerchants)?;
@@ -106,11 +84,8 @@ pub fn centralised(
     let mut last = Vec::new();
     for round in 1..=rounds {
         learner.train(&round_training(scenario, round), None)?;
-        last = merchants
-            .iter()
-            .map(|m| evaluate(learner.as_ref(), &m.held_out, metric))
-            .collect::<Result<Vec<_>, _>>()?;
-        per_round.push(held_out_weighted(merchants, &last));
+        last = scoring.everywhere(learner.as_ref())?;
+        per_round.push(scoring.mean(&last));
     }
     Ok(ArmCurve {
         per_round,
@@ -118,25 +93,32 @@ pub fn centralised(
     })
 }
 
-/// Each merchant's metric with `global` (shared tensors) and its own private tensors,
-/// on its own held-out data.
+/// Each merchant's metric with `global` (shared tensors) and its own private tensors.
 pub fn with_global(
     merchants: &[MerchantData],
     spec: &LearnerSpec,
     global: &ParameterSet,
     private: &[ParameterSet],
-    metric: &str,
+    scoring: &Scoring<'_>,
 ) -> Result<Vec<f64>, RunError> {
+    if scoring.pooled().is_some() && private.iter().all(ParameterSet::is_empty) {
+        // One model for everyone, scored once.
+        let first = merchants.first().ok_or(RunError::NoMerchants)?;
+        let mut learner = spec.build(&first.train)?;
+        learner.load_shared(global)?;
+        return scoring.everywhere(learner.as_ref());
+    }
     merchants
         .iter()
         .zip(private)
-        .map(|(merchant, own)| {
+        .enumerate()
+        .map(|(index, (merchant, own))| {
             let mut learner = spec.build(&merchant.train)?;
             if !own.is_empty() {
                 learner.load_private(own)?;
             }
             learner.load_shared(global)?;
-            evaluate(learner.as_ref(), &merchant.held_out, metric)
+            scoring.merchant(learner.as_ref(), index)
         })
         .collect()
 }

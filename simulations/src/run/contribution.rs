@@ -3,9 +3,9 @@
 
 use hansa_protocol::ParameterSet;
 
-use super::baselines::{evaluate, held_out_weighted};
 use super::federation::FederatedOutcome;
 use super::merchants::{LearnerSpec, MerchantData};
+use super::scoring::Scoring;
 use super::RunError;
 use crate::report::{leave_one_out as gains, MetricSpec};
 
@@ -24,8 +24,9 @@ pub struct Contributions {
 /// Leave-one-out on the final round. The final round's model is rebuilt as the round's
 /// starting model plus the plain mean of the contributors' released updates (FedAvg with
 /// uniform weights, as under DP or secure aggregation); dropping merchant i from that
-/// mean gives the model without it. Both are evaluated on every merchant's held-out data
-/// (held-out-weighted mean), each merchant with its own private tensors.
+/// mean gives the model without it. Both are scored as the run scores the federated arm:
+/// on every merchant's held-out data (held-out-weighted mean, each merchant with its own
+/// private tensors), or once on the pooled held-out set.
 // Limitation: the rebuilt round is a plain FedAvg step on the released updates; under
 // FedAdam / FedYogi or example-weighted FedAvg (DP and secure aggregation off) it differs
 // from the engine's step (replaying the strategy on the updates would lift it).
@@ -34,6 +35,7 @@ pub fn leave_one_out(
     spec: &LearnerSpec,
     federated: &FederatedOutcome,
     metric: &MetricSpec,
+    scoring: &Scoring<'_>,
 ) -> Result<Contributions, RunError> {
     let names = merchants
         .iter()
@@ -54,6 +56,9 @@ pub fn leave_one_out(
         return Ok(unmeasured("fewer than two updates in the final round"));
     }
 
+    // With a pooled set and no private tensors one learner scores every model.
+    let shared_only =
+        scoring.pooled().is_some() && federated.private.iter().all(ParameterSet::is_empty);
     let mut learners = Vec::with_capacity(merchants.len());
     for (merchant, own) in merchants.iter().zip(&federated.private) {
         let mut learner = spec.build(&merchant.train)?;
@@ -61,39 +66,51 @@ pub fn leave_one_out(
             learner.load_private(own)?;
         }
         learners.push(learner);
+        if shared_only {
+            break;
+        }
     }
     let mut score = |model: &ParameterSet| -> Result<f64, RunError> {
+        if shared_only {
+            learners[0].load_shared(model)?;
+            return Ok(scoring.everywhere(learners[0].as_ref())?[0]);
+        }
         let values = learners
             .iter_mut()
-            .zip(merchants)
-            .map(|(learner, merchant)| {
+            .enumerate()
+            .map(|(index, learner)| {
                 learner.load_shared(model)?;
-                evaluate(learner.as_ref(), &merchant.held_out, &metric.name)
+                scoring.merchant(learner.as_ref(), index)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(held_out_weighted(merchants, &values))
+        Ok(scoring.mean(&values))
     };
 
+    // The sum of all released updates once; each model without one merchant subtracts
+    // its update (linear in the updates, so 10,000 merchants stay cheap).
     let base = last.previous_global.to_flat();
     let spec_layout = last.previous_global.spec();
+    let mut total = vec![0f64; base.len()];
+    for (_, delta) in &last.updates {
+        for (t, d) in total.iter_mut().zip(delta) {
+            *t += f64::from(*d);
+        }
+    }
     let model_with = |skip: Option<usize>| -> Result<ParameterSet, RunError> {
-        let kept: Vec<&Vec<f32>> = last
-            .updates
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != skip)
-            .map(|(_, (_, delta))| delta)
-            .collect();
-        let n = kept.len() as f32;
+        let mut n = last.updates.len() as f64;
+        let left_out = skip.map(|i| &last.updates[i].1);
+        if left_out.is_some() {
+            n -= 1.0;
+        }
         let flat: Vec<f32> = base
             .iter()
             .enumerate()
             .map(|(j, b)| {
-                b + kept
-                    .iter()
-                    .map(|d| d.get(j).copied().unwrap_or(0.0))
-                    .sum::<f32>()
-                    / n
+                let sum = total[j]
+                    - left_out
+                        .and_then(|d| d.get(j))
+                        .map_or(0.0, |&d| f64::from(d));
+                b + (sum / n) as f32
             })
             .collect();
         ParameterSet::from_flat(&spec_layout, &flat)
@@ -121,11 +138,16 @@ pub fn leave_one_out(
         method: format!(
             "leave-one-out on the final round ({}): the round's model rebuilt as its starting \
              model plus the plain mean of the {} contributors' released (clipped, noised) \
-             updates, against the same without the merchant; metric = held-out-weighted {} \
-             over all merchants; {} with all = {with_all:.4}. Merchants absent from the final \
-             round show no value.",
+             updates, against the same without the merchant; metric = {} {} over all \
+             merchants; {} with all = {with_all:.4}. Merchants absent from the final round \
+             show no value.",
             last.round,
             last.updates.len(),
+            if scoring.pooled().is_some() {
+                "pooled held-out"
+            } else {
+                "held-out-weighted"
+            },
             metric.name,
             metric.name
         ),

@@ -19,7 +19,8 @@ use hansa_protocol::{Message, ParameterSet, Scope};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::merchants::{LearnerSpec, MerchantData};
+use super::merchants::{initial_part, LearnerSpec, MerchantData};
+use super::scoring::{evaluate, Scoring};
 use super::transport::{Connector, QuicAggregator};
 use super::RunError;
 use crate::faults::{DropPhase, FaultPlan};
@@ -28,14 +29,15 @@ use crate::scenario::{AdaptiveSpec, Attack, DpMode, Scenario, StrategySpec, Tran
 
 /// Grid step of the quantiser under secure aggregation, in parameter units (the engine's
 /// default, fine enough that rounding is far below the DP noise).
-const GRID_STEP: f64 = 1e-4;
+pub(crate) const GRID_STEP: f64 = 1e-4;
 
 /// A round of the federated arm, as the aggregator committed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FederatedRound {
     /// The round (1-based).
     pub round: u64,
-    /// Example-weighted mean of the headline metric over the nodes that evaluated.
+    /// The headline metric: the example-weighted mean over the nodes that evaluated, or
+    /// the score on the pooled held-out set.
     pub metric: f64,
     /// ε spent after the round (`None` with DP off).
     pub epsilon: Option<f64>,
@@ -103,8 +105,11 @@ pub fn federation_settings(
             Transport::Quic => 2_000,
         },
         update_deadline_ms: scenario.training.update_deadline_ms,
-        phase_deadline_ms: 20_000,
-        evaluation_deadline_ms: 60_000,
+        // Every node of a simulation shares this machine's cores, so a phase in which all
+        // of them must answer takes longer the more there are: 10,000 nodes need about a
+        // minute per phase on 2 cores.
+        phase_deadline_ms: shared_cores_deadline(20_000, merchants),
+        evaluation_deadline_ms: shared_cores_deadline(60_000, merchants),
         max_attempts_per_round: 3,
         local_epochs: scenario.training.local_epochs,
         learning_rate: scenario.training.learning_rate as f32,
@@ -137,6 +142,15 @@ pub fn federation_settings(
         .map_err(|e| RunError::Settings(e.to_string()))?;
     Ok(settings)
 }
+
+/// A phase deadline of `base_ms`, stretched to [`MS_PER_NODE`] per node for large
+/// simulations.
+fn shared_cores_deadline(base_ms: u64, nodes: usize) -> u64 {
+    base_ms.max(nodes as u64 * MS_PER_NODE)
+}
+
+/// Time one simulated node may take in a phase, on the machine's shared cores.
+const MS_PER_NODE: u64 = 20;
 
 /// The engine's threshold fraction for a scenario's absolute threshold `t` of `k`
 /// neighbours. The engine takes t = ⌈fraction · degree⌉, and a cohort of `cohort` nodes
@@ -177,10 +191,11 @@ pub async fn run_federation(
     merchants: &[MerchantData],
     spec: &LearnerSpec,
     plan: &FaultPlan,
-    metric: &str,
+    scoring: &Scoring<'_>,
     dir: &Path,
     progress: &mut RunProgress,
 ) -> Result<FederatedOutcome, RunError> {
+    let metric = scoring.metric();
     let settings = federation_settings(scenario, merchants.len())?;
     let store_dir = dir.join("aggregator-store");
     if store_dir.exists() {
@@ -192,12 +207,14 @@ pub async fn run_federation(
     }
     let store = SledStore::open(&store_dir, StoreOptions::default())
         .map_err(|e| RunError::Engine(e.to_string()))?;
-    // Round 0 is merchant 0's initialisation, given up front: left to "the first node to
-    // offer", it would depend on which node connects first (the fraud model's
-    // standardiser is fitted on the merchant's own data), and runs would differ.
+    // Round 0 is the first merchant's initialisation, given up front: left to "the first
+    // node to offer", it would depend on which node connects first (the fraud model's
+    // standardiser is fitted on the merchants' own data), and runs would differ.
     let first = merchants.first().ok_or(RunError::NoMerchants)?;
-    let initial = spec.build(&first.train)?.parameters()?.shared();
-    let origin = format!("simulation: initialisation of {}", first.id);
+    let sample = initial_part(merchants).ok_or(RunError::NoMerchants)?;
+    let mut initial_learner = spec.build(&sample)?;
+    let initial = initial_learner.parameters()?.shared();
+    let origin = format!("simulation: initialisation from {} onwards", first.id);
     let mut federation = Federation::open(settings.clone(), store, Some((initial, origin)))
         .map_err(|e| RunError::Engine(e.to_string()))?;
 
@@ -246,7 +263,17 @@ pub async fn run_federation(
         progress.phase(round, "train");
         match federation.run_round_with_retries(round).await {
             Ok(summary) => {
-                let row = round_row(&summary, metric, dp)?;
+                let pooled = match scoring.pooled() {
+                    Some(held_out) => {
+                        let global = federation.global().ok_or_else(|| {
+                            RunError::Engine(format!("no global model after round {round}"))
+                        })?;
+                        initial_learner.load_shared(global)?;
+                        Some(evaluate(initial_learner.as_ref(), held_out, metric)?)
+                    }
+                    None => None,
+                };
+                let row = round_row(&summary, metric, pooled, dp)?;
                 progress.round_done(round, row.metric, row.epsilon);
                 rounds.push(row);
                 last_contributors = summary.contributors.clone();
@@ -341,20 +368,29 @@ fn release_recorder(merchant: String, releases: Releases) -> hansa_node::runtime
     })
 }
 
-fn round_row(summary: &RoundSummary, metric: &str, dp: bool) -> Result<FederatedRound, RunError> {
-    let value = summary
-        .evaluation
-        .weighted_mean
-        .iter()
-        .find(|m| m.name == metric)
-        .map(|m| m.value)
-        .ok_or_else(|| {
-            RunError::Engine(format!(
-                "round {}: no node reported `{metric}` (reports: {})",
-                summary.round,
-                summary.evaluation.per_node.len()
-            ))
-        })?;
+/// A committed round's row; its metric is `pooled` (the simulation's own score on the
+/// pooled held-out set) or else the nodes' federated evaluation.
+fn round_row(
+    summary: &RoundSummary,
+    metric: &str,
+    pooled: Option<f64>,
+    dp: bool,
+) -> Result<FederatedRound, RunError> {
+    let federated = || {
+        summary
+            .evaluation
+            .weighted_mean
+            .iter()
+            .find(|m| m.name == metric)
+            .map(|m| m.value)
+    };
+    let value = pooled.or_else(federated).ok_or_else(|| {
+        RunError::Engine(format!(
+            "round {}: no node reported `{metric}` (reports: {})",
+            summary.round,
+            summary.evaluation.per_node.len()
+        ))
+    })?;
     info!(
         round = summary.round,
         metric = value,

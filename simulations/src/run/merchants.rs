@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use super::RunError;
 use crate::partition::{split, PartitionInput};
 use crate::report::MetricSpec;
-use crate::scenario::{Attack, DatasetKind, Feedback, Scenario, TaskKind};
+use crate::scenario::{Attack, DatasetKind, Feedback, HeldOutSpec, Scenario, TaskKind};
 
 /// Negatives sampled per held-out purchase for the ranking metric (the NCF protocol).
 pub const RANKING_NEGATIVES: usize = 99;
@@ -77,6 +77,9 @@ pub struct Prepared {
     pub metric: MetricSpec,
     /// The data set's folder, as resolved.
     pub data_path: PathBuf,
+    /// The held-out set every model is scored on with `evaluation.held_out = "pooled"`
+    /// (the merchants then hold nothing out).
+    pub pooled_held_out: Option<HeldOut>,
 }
 
 /// The headline metric of a task: `hr@10` (implicit), `rmse` (explicit),
@@ -111,15 +114,16 @@ pub fn prepare(scenario: &Scenario, poisoned: &[u32]) -> Result<Prepared, RunErr
     // whatever `faults.poisoned.from_round` says (swapping the learner's data at that
     // round would lift it); scaled and sign-flipped updates honour it.
     let flipped = |m: usize| label_flip && poisoned.contains(&(m as u32));
-    let merchants = match scenario.dataset.kind {
-        DatasetKind::OnlineRetail => online_retail(scenario, &data_path, &flipped)?,
-        DatasetKind::Movielens100k => movielens(scenario, &data_path, &flipped)?,
+    let (merchants, pooled_held_out) = match scenario.dataset.kind {
+        DatasetKind::OnlineRetail => (online_retail(scenario, &data_path, &flipped)?, None),
+        DatasetKind::Movielens100k => (movielens(scenario, &data_path, &flipped)?, None),
         DatasetKind::Creditcard => creditcard(scenario, &data_path, &flipped)?,
     };
     Ok(Prepared {
         merchants,
         metric: metric_for(scenario),
         data_path,
+        pooled_held_out,
     })
 }
 
@@ -219,6 +223,7 @@ fn movielens(
         .iter()
         .map(|p| {
             let value = match field {
+                "user" => p.id.clone(),
                 "gender" => p.gender.to_string(),
                 "age_band" => format!("{}s", p.age / 10 * 10),
                 _ => p.occupation.clone(),
@@ -226,10 +231,10 @@ fn movielens(
             (p.id.as_str(), value)
         })
         .collect();
-    if !matches!(field, "occupation" | "gender" | "age_band") {
+    if !matches!(field, "user" | "occupation" | "gender" | "age_band") {
         return Err(RunError::Unsupported {
             what: format!("movielens attribute `{field}`"),
-            detail: "use occupation, gender or age_band".into(),
+            detail: "use user (one merchant per user), occupation, gender or age_band".into(),
         });
     }
     let groups: Vec<String> = data
@@ -292,14 +297,23 @@ fn movielens(
 }
 
 /// Card fraud: transactions split by the partition, then a stratified 80/20 split per
-/// merchant.
+/// merchant; or, with a pooled held-out set, a stratified 80/20 split of the whole file
+/// first and the partition over the 80%.
 fn creditcard(
     scenario: &Scenario,
     dir: &Path,
     flipped: &dyn Fn(usize) -> bool,
-) -> Result<Vec<MerchantData>, RunError> {
+) -> Result<(Vec<MerchantData>, Option<HeldOut>), RunError> {
     let file = dir.join("creditcard_sample.csv.gz");
-    let data = read_creditcard(&file).map_err(|e| data_error(&file, e))?;
+    let mut data = read_creditcard(&file).map_err(|e| data_error(&file, e))?;
+    let pooled = scenario.evaluation.held_out == HeldOutSpec::Pooled;
+    let pooled_held_out = if pooled {
+        let (train, test) = class_split(&data, scenario.seed);
+        data = train;
+        Some(HeldOut::Transactions(test))
+    } else {
+        None
+    };
     let labels: Vec<u64> = data.records.iter().map(|t| u64::from(t.fraud)).collect();
     let input = PartitionInput {
         examples: data.len(),
@@ -315,19 +329,23 @@ fn creditcard(
     let mut merchants = Vec::new();
     for (m, shard) in partition.merchants.iter().enumerate() {
         let own = data.select(&shard.indices);
-        let (mut train, test) = class_split(&own, scenario.seed ^ m as u64);
-        let frauds = own.num_frauds();
-        if frauds < 2 || frauds == own.len() {
-            return Err(RunError::EmptyHeldOut {
-                merchant: shard.name.clone(),
-                detail: format!(
-                    "it holds {frauds} fraud(s) among {} transactions; both classes are needed \
-                     in training and held-out data (raise merchants.partition.alpha or lower \
-                     merchants.count)",
-                    own.len()
-                ),
-            });
-        }
+        let (mut train, test) = if pooled {
+            (own, FraudDataset::default())
+        } else {
+            let frauds = own.num_frauds();
+            if frauds < 2 || frauds == own.len() {
+                return Err(RunError::EmptyHeldOut {
+                    merchant: shard.name.clone(),
+                    detail: format!(
+                        "it holds {frauds} fraud(s) among {} transactions; both classes are \
+                         needed in training and held-out data (raise merchants.partition.alpha, \
+                         lower merchants.count, or set evaluation.held_out = \"pooled\")",
+                        own.len()
+                    ),
+                });
+            }
+            class_split(&own, scenario.seed ^ m as u64)
+        };
         if flipped(m) {
             for t in &mut train.records {
                 t.fraud = !t.fraud;
@@ -340,7 +358,7 @@ fn creditcard(
             held_out: HeldOut::Transactions(test),
         });
     }
-    Ok(merchants)
+    Ok((merchants, pooled_held_out))
 }
 
 /// A stratified split that holds out [`HELD_OUT_FRACTION`] of each class, and at least
@@ -425,32 +443,32 @@ pub struct LearnerSpec {
     pub feedback: Feedback,
     /// Embedding width.
     pub embedding_dim: usize,
-    /// Fraud MLP hidden widths.
-    pub hidden: [usize; 2],
+    /// Fraud MLP hidden widths (empty: logistic regression).
+    pub hidden: Vec<usize>,
+    /// Fraud loss weight, one for every merchant (`None` for recommenders).
+    pub fraud_weight: Option<f64>,
     /// Initialisation seed, the same for every merchant (so they start from one model).
     pub seed: u64,
 }
 
 impl LearnerSpec {
-    /// The learner settings of `scenario`.
-    pub fn from_scenario(scenario: &Scenario) -> Result<Self, RunError> {
-        let hidden = match scenario.model.hidden.as_slice() {
-            [a, b] => [*a as usize, *b as usize],
-            // Limitation: the fraud MLP of hansa-node has exactly two hidden layers; other
-            // shapes are refused (a configurable layer list in FraudMlp would lift it).
-            other if scenario.task.kind == TaskKind::Fraud => {
-                return Err(RunError::Unsupported {
-                    what: format!("model.hidden = {other:?}"),
-                    detail: "the fraud MLP has exactly two hidden layers, e.g. [64, 32]".into(),
-                })
-            }
-            _ => [64, 32],
+    /// The learner settings of `scenario` over its prepared `merchants`. The fraud weight,
+    /// when the scenario leaves it out, is √(legitimate / fraud) over every merchant's
+    /// training data: one weight for the whole federation, since it sets a shared tensor.
+    pub fn new(scenario: &Scenario, merchants: &[MerchantData]) -> Result<Self, RunError> {
+        let fraud_weight = match scenario.task.kind {
+            TaskKind::Recommender => None,
+            TaskKind::Fraud => match scenario.model.fraud_weight {
+                Some(w) => Some(w),
+                None => Some(pooled_fraud_weight(merchants)?),
+            },
         };
         Ok(Self {
             task: scenario.task.kind,
             feedback: scenario.task.feedback,
             embedding_dim: scenario.model.embedding_dim as usize,
-            hidden,
+            hidden: scenario.model.hidden.iter().map(|&w| w as usize).collect(),
+            fraud_weight,
             seed: scenario.seed,
         })
     }
@@ -473,13 +491,57 @@ impl LearnerSpec {
             }
             TrainPart::Transactions(d) => {
                 let config = FraudConfig {
-                    hidden: self.hidden,
-                    fraud_weight: None,
+                    hidden: self.hidden.clone(),
+                    fraud_weight: self.fraud_weight,
                     seed: self.seed,
                 };
                 Box::new(FraudMlp::new(d, config)?)
             }
         })
+    }
+}
+
+fn pooled_fraud_weight(merchants: &[MerchantData]) -> Result<f64, RunError> {
+    let (mut frauds, mut total) = (0usize, 0usize);
+    for m in merchants {
+        if let TrainPart::Transactions(d) = &m.train {
+            frauds += d.num_frauds();
+            total += d.len();
+        }
+    }
+    if frauds == 0 || frauds == total {
+        return Err(RunError::Unsupported {
+            what: format!("training data with {frauds} frauds of {total} transactions"),
+            detail: "the fraud task needs both classes across the merchants".into(),
+        });
+    }
+    Ok(((total - frauds) as f64 / frauds as f64).sqrt())
+}
+
+/// Fewest training transactions the initial fraud model's standardiser is fitted on.
+pub const INITIAL_SAMPLE: usize = 1_000;
+
+/// What the round-0 model is initialised from: merchant 0's training part, or for the
+/// fraud task the first merchants' parts together until they hold [`INITIAL_SAMPLE`]
+/// transactions (the standardiser of a handful of rows would be meaningless).
+// Limitation: those merchants' feature means and deviations reach the initial model
+// unprotected; a secure-aggregated pass over feature sums and squares would lift it.
+pub fn initial_part(merchants: &[MerchantData]) -> Option<TrainPart> {
+    let first = merchants.first()?;
+    match &first.train {
+        TrainPart::Ratings(_) => Some(first.train.clone()),
+        TrainPart::Transactions(_) => {
+            let mut records = Vec::new();
+            for m in merchants {
+                if records.len() >= INITIAL_SAMPLE {
+                    break;
+                }
+                if let TrainPart::Transactions(d) = &m.train {
+                    records.extend(d.records.iter().cloned());
+                }
+            }
+            Some(TrainPart::Transactions(FraudDataset { records }))
+        }
     }
 }
 

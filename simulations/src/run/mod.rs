@@ -10,6 +10,8 @@ pub mod baselines;
 pub mod contribution;
 pub mod federation;
 pub mod merchants;
+pub mod scoring;
+pub mod sweep;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ use crate::report::{
 };
 use crate::scenario::{DpMode, Scenario};
 use merchants::{prepare, LearnerSpec};
+use scoring::Scoring;
 
 /// How to run a scenario.
 #[derive(Debug, Clone, Default)]
@@ -139,7 +142,6 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<RunOutc
 
     // The poisoned merchants are chosen from the merchant count, which the data decides
     // for a natural partition: a first plan over the partition's count.
-    let spec = LearnerSpec::from_scenario(scenario)?;
     let secure = scenario.privacy.secure_aggregation.enabled;
     let prepared = prepare_with_plan(scenario, secure)?;
     let (mut prepared, plan) = prepared;
@@ -151,6 +153,8 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<RunOutc
     }
     let merchants = &prepared.merchants;
     let metric = prepared.metric.clone();
+    let spec = LearnerSpec::new(scenario, merchants)?;
+    let scoring = Scoring::new(merchants, prepared.pooled_held_out.as_ref(), &metric.name);
     tracing::info!(
         merchants = merchants.len(),
         data = %prepared.data_path.display(),
@@ -171,7 +175,7 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<RunOutc
         merchants,
         &spec,
         &plan,
-        &metric.name,
+        &scoring,
         &dir,
         &mut progress,
     ))?;
@@ -179,20 +183,58 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<RunOutc
     let rounds_run = federated.rounds.len() as u64;
 
     progress.phase(rounds_run, "baselines");
-    let local = baselines::local_only(scenario, merchants, &spec, &metric.name, rounds_run)?;
-    let central = baselines::centralised(scenario, merchants, &spec, &metric.name, rounds_run)?;
+    let local = baselines::local_only(scenario, merchants, &spec, &scoring, rounds_run)?;
+    let central = baselines::centralised(scenario, merchants, &spec, &scoring, rounds_run)?;
     let federated_final = baselines::with_global(
         merchants,
         &spec,
         &federated.global,
         &federated.private,
-        &metric.name,
+        &scoring,
     )?;
     progress.phase(rounds_run, "contribution");
-    let contributions = contribution::leave_one_out(merchants, &spec, &federated, &metric)?;
+    let contributions =
+        contribution::leave_one_out(merchants, &spec, &federated, &metric, &scoring)?;
+    let utility = if scenario.privacy.utility_epsilons.is_empty() {
+        Vec::new()
+    } else {
+        let dimension = federated.global.num_values();
+        let shares = sweep::provisioned_shares(scenario, merchants.len())?;
+        sweep::privacy_utility(scenario, dimension, shares, &mut |variant, label| {
+            progress.phase(rounds_run, &format!("privacy–utility at ε = {label}"));
+            let variant_dir = dir.join(format!("utility-eps-{label}"));
+            let io = |source| RunError::Io {
+                path: variant_dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&variant_dir).map_err(io)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(io)?;
+            let mut quiet = RunProgress::new(variant.rounds, &metric.name, true);
+            let outcome = runtime.block_on(federation::run_federation(
+                variant,
+                merchants,
+                &spec,
+                &plan,
+                &scoring,
+                &variant_dir,
+                &mut quiet,
+            ))?;
+            let last = outcome.rounds.last().ok_or_else(|| {
+                RunError::Engine(format!("privacy–utility run at ε = {label}: no round"))
+            })?;
+            Ok(sweep::UtilityRun {
+                metric: last.metric,
+                epsilon_spent: last.epsilon,
+                rounds: outcome.rounds.len() as u64,
+            })
+        })?
+    };
     progress.finish();
 
-    let result = assemble(
+    let mut result = assemble(
         scenario,
         &metric,
         &federated,
@@ -201,6 +243,7 @@ pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Result<RunOutc
         &federated_final,
         &contributions,
     );
+    result.privacy_utility = utility;
     let files = write_report(&result, &dir)?;
     Ok(RunOutcome {
         result,
@@ -304,5 +347,6 @@ fn assemble(
         rounds,
         merchants,
         contribution_method: contributions.method.clone(),
+        privacy_utility: Vec::new(),
     }
 }

@@ -41,6 +41,7 @@
 //! ```
 
 mod dataset;
+mod evaluation;
 mod faults;
 mod merchants;
 mod overrides;
@@ -56,6 +57,7 @@ pub use dataset::{
     DatasetKind, DatasetSpec, Feedback, TaskKind, TaskSpec, BUNDLED_ONLINE_RETAIL, DATA_DIR_ENV,
     DEFAULT_DATA_DIR,
 };
+pub use evaluation::{EvaluationSpec, HeldOutSpec};
 pub use faults::{Attack, DelaySpec, DropoutSpec, FaultsSpec, PoisonSpec, StragglerSpec};
 pub use merchants::{DirichletOver, MerchantsSpec, PartitionSpec};
 pub use overrides::apply_overrides;
@@ -102,6 +104,9 @@ pub struct Scenario {
     /// Injected faults. Default: none.
     #[serde(default)]
     pub faults: FaultsSpec,
+    /// Where the models are scored. Default: each merchant's own held-out data.
+    #[serde(default)]
+    pub evaluation: EvaluationSpec,
 }
 
 /// How nodes reach the aggregator.

@@ -38,6 +38,12 @@ pub struct PrivacySpec {
     /// Default: none (no limit; ε is still reported).
     #[serde(default)]
     pub max_epsilon: Option<f64>,
+    /// Target ε values (at `delta`) of a privacy–utility table: after the main run, the
+    /// federated arm is run again once per value with the noise multiplier calibrated so
+    /// that `rounds` rounds spend exactly that ε (`max_epsilon` is not applied to these
+    /// runs). Needs `mode` other than `off`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub utility_epsilons: Vec<f64>,
     /// Secure aggregation of the masked updates. Default: off.
     #[serde(default)]
     pub secure_aggregation: SecureAggregationSpec,
@@ -51,6 +57,7 @@ impl Default for PrivacySpec {
             noise_multiplier: 1.0,
             delta: default_delta(),
             max_epsilon: None,
+            utility_epsilons: Vec::new(),
             secure_aggregation: SecureAggregationSpec::default(),
         }
     }

@@ -174,6 +174,7 @@ fn default_tau() -> f64 {
 /// [model]
 /// embedding_dim = 16
 /// hidden = [32]
+/// fraud_weight = 10.0
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +186,12 @@ pub struct ModelSpec {
     /// logistic regression. Default: `[64]`.
     #[serde(default = "default_hidden")]
     pub hidden: Vec<u32>,
+    /// Fraud classifier: weight of a fraud example's log-loss, the same at every merchant
+    /// (it also sets the shared calibration offset, ln w). Default: none, meaning
+    /// √(legitimate / fraud) over all merchants' training data together, as an operator
+    /// would set it from the published base rate.
+    #[serde(default)]
+    pub fraud_weight: Option<f64>,
 }
 
 impl Default for ModelSpec {
@@ -192,6 +199,7 @@ impl Default for ModelSpec {
         Self {
             embedding_dim: default_embedding_dim(),
             hidden: default_hidden(),
+            fraud_weight: None,
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::fmt::Display;
 
 use super::{
-    Attack, DatasetKind, DelaySpec, DirichletOver, DpMode, Feedback, PartitionSpec, Scenario,
-    ScenarioError, StrategySpec, TaskKind,
+    Attack, DatasetKind, DelaySpec, DirichletOver, DpMode, Feedback, HeldOutSpec, PartitionSpec,
+    Scenario, ScenarioError, StrategySpec, TaskKind,
 };
 
 /// Most neighbours a node may have: Shamir sharing over GF(256) has 255 points.
@@ -213,6 +213,17 @@ impl Scenario {
                 "a layer needs at least 1 unit",
             ));
         }
+        if let Some(w) = self.model.fraud_weight {
+            positive("model.fraud_weight", w)?;
+        }
+        if self.evaluation.held_out == HeldOutSpec::Pooled && self.task.kind != TaskKind::Fraud {
+            return Err(invalid(
+                "evaluation.held_out",
+                "pooled",
+                "a pooled held-out set is built for the fraud task only; recommenders score \
+                 each merchant's own customers (use \"per-merchant\")",
+            ));
+        }
         match &self.strategy {
             StrategySpec::Fedavg {
                 server_learning_rate,
@@ -252,6 +263,17 @@ impl Scenario {
         }
         if let Some(eps) = p.max_epsilon {
             positive("privacy.max_epsilon", eps)?;
+        }
+        for (i, &eps) in p.utility_epsilons.iter().enumerate() {
+            positive(&format!("privacy.utility_epsilons[{i}]"), eps)?;
+        }
+        if !p.utility_epsilons.is_empty() && p.mode == DpMode::Off {
+            return Err(invalid(
+                "privacy.utility_epsilons",
+                format!("{:?}", p.utility_epsilons),
+                "needs privacy.mode other than \"off\": with no noise there is no ε to \
+                 calibrate the noise multiplier to",
+            ));
         }
         let secagg = &p.secure_aggregation;
         if p.mode == DpMode::Distributed && !secagg.enabled {
