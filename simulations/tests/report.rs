@@ -60,7 +60,11 @@ fn result() -> RunResult {
         merchants: vec![
             merchant("France", 8557, 1.25, 0.95),
             merchant("Germany", 9495, 1.0, 0.9),
-            merchant("EIRE", 8196, 0.8, 0.85),
+            // One of hundreds: a contribution too small for four decimals.
+            MerchantRow {
+                contribution: Some(-3.25e-5),
+                ..merchant("EIRE", 8196, 0.8, 0.85)
+            },
         ],
         contribution_method: "leave-one-out over the last round".into(),
         privacy_utility: Vec::new(),
@@ -127,11 +131,11 @@ fn markdown_states_privacy_finals_merchants_and_finding() {
     );
     assert!(md.contains("| centralised | 3 | 0.8750 | — | 3 |"), "{md}");
     assert!(
-        md.contains("| France | 8557 | 1.2500 | 0.9500 | +0.3000 | 24.0 | 0.0125 |"),
+        md.contains("| France | 8557 | 1.2500 | 0.9500 | +0.3000 | 24.0 | +0.0125 |"),
         "{md}"
     );
     assert!(
-        md.contains("| EIRE | 8196 | 0.8000 | 0.8500 | -0.0500 | -6.2 | 0.0125 |"),
+        md.contains("| EIRE | 8196 | 0.8000 | 0.8500 | -0.0500 | -6.2 | -3.25e-5 |"),
         "{md}"
     );
     assert!(

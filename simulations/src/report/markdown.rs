@@ -16,6 +16,16 @@ pub(crate) fn number(value: Option<f64>, digits: usize) -> String {
     }
 }
 
+/// A leave-one-out contribution: one merchant of hundreds moves the metric by less than
+/// 1e-4, which four decimals would print as a signless zero.
+fn contribution(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v != 0.0 && v.abs() < 1e-3 => format!("{v:+.2e}"),
+        Some(v) => format!("{v:+.4}"),
+        None => "—".to_string(),
+    }
+}
+
 /// δ in scientific notation, or `—`.
 pub(crate) fn delta(value: Option<f64>) -> String {
     value.map_or_else(|| "—".to_string(), |d| format!("{d:e}"))
@@ -93,7 +103,7 @@ pub fn render_markdown(result: &RunResult) -> String {
             m.federated,
             m.lift(metric),
             number(m.lift_percent(metric), 1),
-            number(m.contribution, 4),
+            contribution(m.contribution),
         );
     }
 

@@ -140,7 +140,7 @@ pub fn leave_one_out(
              model plus the plain mean of the {} contributors' released (clipped, noised) \
              updates, against the same without the merchant; metric = {} {} over all \
              merchants; {} with all = {with_all:.4}. Merchants absent from the final round \
-             show no value.",
+             show no value",
             last.round,
             last.updates.len(),
             if scoring.pooled().is_some() {
