@@ -380,9 +380,11 @@ async fn an_unknown_protocol_version_is_refused_by_name() {
     }
     let mut link = hansa_protocol::Link::unsplit(tx, rx);
     let reason = close_of(&mut link).await;
-    assert!(
-        reason.contains("protocol version 2 is not supported"),
-        "{reason}"
+    let expected = format!(
+        "protocol version {} is not supported; this build speaks version {}",
+        PROTOCOL_VERSION + 1,
+        PROTOCOL_VERSION
     );
+    assert!(reason.contains(&expected), "{reason}");
     good_node_is_served(&ca, addr, &mut seen, "merchant-011").await;
 }
