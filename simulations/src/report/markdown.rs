@@ -16,8 +16,9 @@ pub(crate) fn number(value: Option<f64>, digits: usize) -> String {
     }
 }
 
-/// A leave-one-out contribution: one merchant of hundreds moves the metric by less than
-/// 1e-4, which four decimals would print as a signless zero.
+/// A leave-one-out contribution, signed. Below 1e-3 (one merchant of hundreds) it is
+/// printed in scientific notation: four decimals would leave at most one digit, or a
+/// zero that hides the sign.
 fn contribution(value: Option<f64>) -> String {
     match value {
         Some(v) if v != 0.0 && v.abs() < 1e-3 => format!("{v:+.2e}"),
